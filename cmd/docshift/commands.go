@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/docshift/docshift/consumer"
+	"github.com/docshift/docshift/demo"
+	"github.com/docshift/docshift/schemas"
+	"github.com/docshift/docshift/snapshot"
+	"github.com/docshift/docshift/source"
+	"github.com/docshift/docshift/target"
+	"github.com/docshift/docshift/topic"
+	"github.com/docshift/docshift/verify"
+)
+
+func loadMapping(path string) (*schemas.Mapping, error) {
+	if path == "" {
+		return nil, errors.New("--mapping is required (a YAML mapping file; see examples/)")
+	}
+	return schemas.LoadMapping(path)
+}
+
+func runSnapshot(ctx context.Context, args []string, e *env) error {
+	fs := newFlagSet("snapshot", "snapshot --mapping FILE [flags]")
+	mapping := fs.String("mapping", "", "mapping file (YAML)")
+	mcfg, tcfg, scfg := source.DefaultConfig(), topic.DefaultConfig(), snapshot.DefaultConfig()
+	mcfg.RegisterFlags(fs)
+	tcfg.RegisterFlags(fs)
+	scfg.RegisterFlags(fs)
+	if err := parse(fs, args, e, false); err != nil {
+		return err
+	}
+	if err := validate(fs, e, &mcfg, &tcfg, &scfg); err != nil {
+		return err
+	}
+	m, err := loadMapping(*mapping)
+	if err != nil {
+		return err
+	}
+	mc, err := source.Connect(ctx, mcfg)
+	if err != nil {
+		return err
+	}
+	defer mc.Disconnect(context.WithoutCancel(ctx))
+	kc, err := topic.NewClient(ctx, tcfg, e.log)
+	if err != nil {
+		return err
+	}
+	defer kc.Close()
+	stats, err := snapshot.New(scfg, m, mc, kc, tcfg, e.log).Run(ctx)
+	for _, st := range stats {
+		fmt.Fprintf(e.stdout, "snapshot %s -> %s: %d documents in %s\n", st.Source, st.Topic, st.Documents, st.Elapsed.Round(1e6))
+	}
+	return err
+}
+
+func runConsume(ctx context.Context, args []string, e *env) error {
+	fs := newFlagSet("consume", "consume [flags]")
+	tcfg, pcfg, ccfg := topic.DefaultConfig(), target.DefaultConfig(), consumer.DefaultConfig()
+	tcfg.RegisterFlags(fs)
+	pcfg.RegisterFlags(fs)
+	ccfg.RegisterFlags(fs)
+	if err := parse(fs, args, e, false); err != nil {
+		return err
+	}
+	if err := validate(fs, e, &tcfg, &pcfg, &ccfg); err != nil {
+		return err
+	}
+	pool, err := target.Connect(ctx, pcfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	c, err := consumer.New(ctx, ccfg, tcfg, pool, e.log)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Run(ctx)
+}
+
+func runVerify(ctx context.Context, args []string, e *env) error {
+	fs := newFlagSet("verify", "verify --mapping FILE [flags]")
+	mapping := fs.String("mapping", "", "mapping file (YAML)")
+	mcfg, pcfg := source.DefaultConfig(), target.DefaultConfig()
+	mcfg.RegisterFlags(fs)
+	pcfg.RegisterFlags(fs)
+	if err := parse(fs, args, e, false); err != nil {
+		return err
+	}
+	if err := validate(fs, e, &mcfg, &pcfg); err != nil {
+		return err
+	}
+	m, err := loadMapping(*mapping)
+	if err != nil {
+		return err
+	}
+	mc, err := source.Connect(ctx, mcfg)
+	if err != nil {
+		return err
+	}
+	defer mc.Disconnect(context.WithoutCancel(ctx))
+	pool, err := target.Connect(ctx, pcfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	r, err := verify.Counts(ctx, m, mc, pool)
+	if err != nil {
+		return err
+	}
+	if err := r.Print(e.stdout); err != nil {
+		return err
+	}
+	if !r.OK() {
+		return errors.New("source and target differ")
+	}
+	return nil
+}
+
+func runSchemas(ctx context.Context, args []string, e *env) error {
+	if len(args) == 0 || args[0] != "ddl" {
+		fmt.Fprintln(e.stderr, "Usage: docshift schemas ddl --mapping FILE")
+		return errUsage
+	}
+	fs := newFlagSet("schemas ddl", "schemas ddl --mapping FILE")
+	mapping := fs.String("mapping", "", "mapping file (YAML)")
+	if err := parse(fs, args[1:], e, false); err != nil {
+		return err
+	}
+	m, err := loadMapping(*mapping)
+	if err != nil {
+		return err
+	}
+	for _, c := range m.Collections {
+		fmt.Fprintf(e.stdout, "-- %s\n", c.Source)
+		for _, stmt := range c.TargetTable().DDL() {
+			fmt.Fprintf(e.stdout, "%s;\n", stmt)
+		}
+	}
+	return nil
+}
+
+func runSeed(ctx context.Context, args []string, e *env) error {
+	fs := newFlagSet("seed", "seed [flags]")
+	mcfg, dcfg := source.DefaultConfig(), demo.DefaultConfig()
+	mcfg.RegisterFlags(fs)
+	fs.IntVar(&dcfg.Tenants, "tenants", dcfg.Tenants, "number of tenants")
+	fs.IntVar(&dcfg.Documents, "documents", dcfg.Documents, "documents of the first tenant (each next tenant has one more)")
+	writeMapping := fs.String("write-mapping", "", "also write the demo mapping file to this path")
+	if err := parse(fs, args, e, false); err != nil {
+		return err
+	}
+	if err := validate(fs, e, &mcfg); err != nil {
+		return err
+	}
+	if dcfg.Tenants < 1 || dcfg.Documents < 1 {
+		fmt.Fprintln(e.stderr, "invalid flag: tenants and documents must be at least 1")
+		fs.Usage()
+		return errUsage
+	}
+	mc, err := source.Connect(ctx, mcfg)
+	if err != nil {
+		return err
+	}
+	defer mc.Disconnect(context.WithoutCancel(ctx))
+	counts, err := demo.Seed(ctx, mc, dcfg)
+	if err != nil {
+		return err
+	}
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	fmt.Fprintf(e.stdout, "seeded %s.%s: %d documents for %d tenants\n", dcfg.Database, dcfg.Collection, total, len(counts))
+	if *writeMapping != "" {
+		if err := os.WriteFile(*writeMapping, []byte(demo.Mapping), 0o644); err != nil {
+			return fmt.Errorf("writing mapping: %w", err)
+		}
+	}
+	return nil
+}

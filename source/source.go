@@ -1,0 +1,110 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
+)
+
+// Config says how to reach MongoDB.
+type Config struct {
+	URI            string
+	ConnectTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults; MONGO_URI overrides the URI.
+func DefaultConfig() Config {
+	uri := os.Getenv("MONGO_URI")
+	if uri == "" {
+		uri = "mongodb://localhost:27017"
+	}
+	return Config{URI: uri, ConnectTimeout: 10 * time.Second}
+}
+
+// RegisterFlags registers the MongoDB flags on fs.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.URI, "mongo-uri", c.URI, "MongoDB connection URI (env MONGO_URI)")
+}
+
+// Validate names the first bad field.
+func (c *Config) Validate() error {
+	if _, err := connstring.ParseAndValidate(c.URI); err != nil {
+		return fmt.Errorf("mongo-uri: %s", scrub(err.Error(), c.URI))
+	}
+	return nil
+}
+
+// Hosts returns the URI's hosts, which are safe to log.
+func (c *Config) Hosts() string {
+	cs, err := connstring.Parse(c.URI)
+	if err != nil {
+		return "(unparsable URI)"
+	}
+	return strings.Join(cs.Hosts, ",")
+}
+
+// scrub removes the URI (and so any password in it) from a message.
+func scrub(msg, uri string) string {
+	if uri != "" {
+		msg = strings.ReplaceAll(msg, uri, "<uri>")
+	}
+	return msg
+}
+
+// Connect opens a client and pings the deployment.
+func Connect(ctx context.Context, cfg Config) (*mongo.Client, error) {
+	opts := options.Client().ApplyURI(cfg.URI).
+		SetServerSelectionTimeout(cfg.ConnectTimeout).
+		SetConnectTimeout(cfg.ConnectTimeout).
+		SetAppName("docshift")
+	cl, err := mongo.Connect(opts)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to MongoDB at %s: %s", cfg.Hosts(), scrub(err.Error(), cfg.URI))
+	}
+	pctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	defer cancel()
+	if err := cl.Ping(pctx, nil); err != nil {
+		_ = cl.Disconnect(context.Background())
+		return nil, fmt.Errorf("connecting to MongoDB at %s: %s", cfg.Hosts(), scrub(err.Error(), cfg.URI))
+	}
+	return cl, nil
+}
+
+// ErrNoClusterTime is returned when the deployment reports no cluster time
+// and the caller did not allow the wall-clock fallback.
+var ErrNoClusterTime = errors.New("deployment reports no cluster time")
+
+// ClusterTime returns the deployment's current cluster time: the $clusterTime
+// of a command reply on a replica set or sharded cluster. A server that
+// reports none (a standalone, or a test server) gets the wall clock's second
+// with increment 0, which is not later than any change the server makes
+// afterwards as long as its clock agrees with ours.
+func ClusterTime(ctx context.Context, cl *mongo.Client) (bson.Timestamp, error) {
+	sess, err := cl.StartSession()
+	if err != nil {
+		return bson.Timestamp{}, fmt.Errorf("reading cluster time: %w", err)
+	}
+	defer sess.EndSession(ctx)
+	sctx := mongo.NewSessionContext(ctx, sess)
+	before := time.Now()
+	if err := cl.Database("admin").RunCommand(sctx, bson.D{{Key: "ping", Value: 1}}).Err(); err != nil {
+		return bson.Timestamp{}, fmt.Errorf("reading cluster time: %w", err)
+	}
+	if ct := sess.ClusterTime(); ct != nil {
+		if v, err := ct.LookupErr("$clusterTime", "clusterTime"); err == nil {
+			if t, i, ok := v.TimestampOK(); ok {
+				return bson.Timestamp{T: t, I: i}, nil
+			}
+		}
+	}
+	return bson.Timestamp{T: uint32(before.Unix())}, nil
+}

@@ -1,0 +1,81 @@
+package topic
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config says how to reach Kafka and how docshift's topics are named and made.
+type Config struct {
+	Seeds             string        // comma-separated host:port list
+	Prefix            string        // topic name prefix
+	Partitions        int           // partitions of a new records topic
+	ReplicationFactor int           // replication factor of new topics (-1: broker default)
+	MinCompactionLag  time.Duration // min.compaction.lag.ms of records topics
+	DialTimeout       time.Duration
+}
+
+// DefaultConfig returns the defaults; KAFKA_SEEDS overrides the seed list.
+func DefaultConfig() Config {
+	seeds := os.Getenv("KAFKA_SEEDS")
+	if seeds == "" {
+		seeds = "localhost:9092"
+	}
+	return Config{
+		Seeds:             seeds,
+		Prefix:            "docshift",
+		Partitions:        12,
+		ReplicationFactor: -1,
+		MinCompactionLag:  7 * 24 * time.Hour,
+		DialTimeout:       10 * time.Second,
+	}
+}
+
+// RegisterFlags registers the Kafka flags on fs.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Seeds, "kafka-seeds", c.Seeds, "Kafka bootstrap servers, comma-separated (env KAFKA_SEEDS)")
+	fs.StringVar(&c.Prefix, "topic-prefix", c.Prefix, "prefix of docshift's topic names")
+	fs.IntVar(&c.Partitions, "topic-partitions", c.Partitions, "partitions of a records topic docshift creates")
+	fs.IntVar(&c.ReplicationFactor, "topic-replication", c.ReplicationFactor, "replication factor of topics docshift creates (-1: broker default)")
+	fs.DurationVar(&c.MinCompactionLag, "topic-min-compaction-lag", c.MinCompactionLag, "history kept complete before compaction (min.compaction.lag.ms)")
+}
+
+// Validate names the first bad field.
+func (c *Config) Validate() error {
+	if len(c.SeedList()) == 0 {
+		return errors.New("kafka-seeds: empty")
+	}
+	for _, s := range c.SeedList() {
+		if !strings.Contains(s, ":") {
+			return fmt.Errorf("kafka-seeds: %q is not host:port", s)
+		}
+	}
+	if c.Prefix == "" || strings.ContainsAny(c.Prefix, " /\\") {
+		return fmt.Errorf("topic-prefix: %q is not a valid topic name prefix", c.Prefix)
+	}
+	if c.Partitions < 1 {
+		return fmt.Errorf("topic-partitions: %d, want at least 1", c.Partitions)
+	}
+	if c.ReplicationFactor == 0 || c.ReplicationFactor < -1 {
+		return fmt.Errorf("topic-replication: %d, want -1 or at least 1", c.ReplicationFactor)
+	}
+	if c.MinCompactionLag < 0 {
+		return fmt.Errorf("topic-min-compaction-lag: %s is negative", c.MinCompactionLag)
+	}
+	return nil
+}
+
+// SeedList returns the seeds as a list.
+func (c *Config) SeedList() []string {
+	var out []string
+	for _, s := range strings.Split(c.Seeds, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
