@@ -11,12 +11,16 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// Mapping is the mapping file of the demo data set.
-const Mapping = `# The demo data set: one orders collection shared by several tenants.
+// Mapping returns the mapping file of a data set made by Seed with cfg.
+func Mapping(cfg Config) string {
+	return fmt.Sprintf(mappingTemplate, cfg.Database, cfg.Collection, cfg.Table)
+}
+
+const mappingTemplate = `# The demo data set: one orders collection shared by several tenants.
 collections:
-  - source: demo.orders
+  - source: %s.%s
     tenant: {field: tenant_id}
-    table: orders
+    table: %s
     columns:
       - {path: customer, type: text}
       - {path: status, type: text}
@@ -30,6 +34,7 @@ collections:
 type Config struct {
 	Database   string
 	Collection string
+	Table      string // target table in the mapping
 	Tenants    int
 	Documents  int // per tenant
 	Seed       uint64
@@ -37,10 +42,20 @@ type Config struct {
 
 // DefaultConfig returns the data set `make demo` uses.
 func DefaultConfig() Config {
-	return Config{Database: "demo", Collection: "orders", Tenants: 4, Documents: 250, Seed: 1}
+	return Config{Database: "demo", Collection: "orders", Table: "orders", Tenants: 4, Documents: 250, Seed: 1}
 }
 
 var statuses = []string{"new", "paid", "shipped", "delivered", "cancelled"}
+
+// objectID draws an ObjectID from rng, so that a data set is the same on every
+// run with the same seed.
+func objectID(rng *rand.Rand) bson.ObjectID {
+	var id bson.ObjectID
+	for i := range id {
+		id[i] = byte(rng.UintN(256))
+	}
+	return id
+}
 
 // Seed drops the collection and inserts the data set. Each tenant has a
 // different number of documents (Documents, Documents+1, ...), so per-tenant
@@ -59,7 +74,7 @@ func Seed(ctx context.Context, mc *mongo.Client, cfg Config) (map[string]int, er
 		docs := make([]any, 0, n)
 		for i := 0; i < n; i++ {
 			docs = append(docs, bson.D{
-				{Key: "_id", Value: bson.NewObjectID()},
+				{Key: "_id", Value: objectID(rng)},
 				{Key: "tenant_id", Value: tenant},
 				{Key: "customer", Value: fmt.Sprintf("customer-%d", rng.IntN(1000))},
 				{Key: "status", Value: statuses[rng.IntN(len(statuses))]},

@@ -22,6 +22,10 @@ type Registry struct {
 
 	mu   sync.Mutex
 	byFP map[uint64]*Schema
+
+	// refreshing serializes reads of the schema topic: they share the
+	// client's consumer, so two at once would take each other's records.
+	refreshing sync.Mutex
 }
 
 // NewRegistry returns a registry on the given schema topic. The client is used
@@ -66,7 +70,15 @@ func (r *Registry) Lookup(ctx context.Context, fp uint64) (*Schema, error) {
 	if ok {
 		return s, nil
 	}
-	if err := r.Refresh(ctx); err != nil {
+	r.refreshing.Lock()
+	defer r.refreshing.Unlock()
+	r.mu.Lock()
+	s, ok = r.byFP[fp]
+	r.mu.Unlock()
+	if ok { // another caller's refresh found it meanwhile
+		return s, nil
+	}
+	if err := r.refresh(ctx); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
@@ -93,6 +105,12 @@ func (r *Registry) Decode(ctx context.Context, value []byte) (*Envelope, *Schema
 
 // Refresh reads the schema topic from its start to its current end.
 func (r *Registry) Refresh(ctx context.Context) error {
+	r.refreshing.Lock()
+	defer r.refreshing.Unlock()
+	return r.refresh(ctx)
+}
+
+func (r *Registry) refresh(ctx context.Context) error {
 	adm := kadm.NewClient(r.client)
 	ends, err := adm.ListEndOffsets(ctx, r.topic)
 	if err != nil {

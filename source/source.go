@@ -2,7 +2,6 @@ package source
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -33,6 +32,7 @@ func DefaultConfig() Config {
 // RegisterFlags registers the MongoDB flags on fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.URI, "mongo-uri", c.URI, "MongoDB connection URI (env MONGO_URI)")
+	fs.DurationVar(&c.ConnectTimeout, "mongo-timeout", c.ConnectTimeout, "how long to wait for MongoDB to answer when connecting")
 }
 
 // Validate names the first bad field.
@@ -79,28 +79,19 @@ func Connect(ctx context.Context, cfg Config) (*mongo.Client, error) {
 	return cl, nil
 }
 
-// ErrNoClusterTime is returned when the deployment reports no cluster time
-// and the caller did not allow the wall-clock fallback.
-var ErrNoClusterTime = errors.New("deployment reports no cluster time")
-
 // ClusterTime returns the deployment's current cluster time: the $clusterTime
-// of a command reply on a replica set or sharded cluster. A server that
-// reports none (a standalone, or a test server) gets the wall clock's second
-// with increment 0, which is not later than any change the server makes
-// afterwards as long as its clock agrees with ours.
+// (or operationTime) of a command reply on a replica set or sharded cluster. A
+// server that reports neither (a standalone, or a test server) gets the wall
+// clock's second with increment 0, which is not later than any change the
+// server makes afterwards as long as its clock agrees with ours.
 func ClusterTime(ctx context.Context, cl *mongo.Client) (bson.Timestamp, error) {
-	sess, err := cl.StartSession()
+	before := time.Now()
+	reply, err := cl.Database("admin").RunCommand(ctx, bson.D{{Key: "ping", Value: 1}}).Raw()
 	if err != nil {
 		return bson.Timestamp{}, fmt.Errorf("reading cluster time: %w", err)
 	}
-	defer sess.EndSession(ctx)
-	sctx := mongo.NewSessionContext(ctx, sess)
-	before := time.Now()
-	if err := cl.Database("admin").RunCommand(sctx, bson.D{{Key: "ping", Value: 1}}).Err(); err != nil {
-		return bson.Timestamp{}, fmt.Errorf("reading cluster time: %w", err)
-	}
-	if ct := sess.ClusterTime(); ct != nil {
-		if v, err := ct.LookupErr("$clusterTime", "clusterTime"); err == nil {
+	for _, path := range [][]string{{"$clusterTime", "clusterTime"}, {"operationTime"}} {
+		if v, err := reply.LookupErr(path...); err == nil {
 			if t, i, ok := v.TimestampOK(); ok {
 				return bson.Timestamp{T: t, I: i}, nil
 			}

@@ -31,6 +31,7 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.URL, "pg-url", c.URL, "target PostgreSQL URL (env PG_URL)")
 	fs.IntVar(&c.MaxConns, "pg-max-conns", c.MaxConns, "largest number of target connections")
+	fs.DurationVar(&c.ConnectTimeout, "pg-timeout", c.ConnectTimeout, "how long to wait for PostgreSQL to answer when connecting")
 }
 
 // Validate names the first bad field.

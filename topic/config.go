@@ -39,6 +39,7 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Seeds, "kafka-seeds", c.Seeds, "Kafka bootstrap servers, comma-separated (env KAFKA_SEEDS)")
 	fs.StringVar(&c.Prefix, "topic-prefix", c.Prefix, "prefix of docshift's topic names")
+	fs.DurationVar(&c.DialTimeout, "kafka-timeout", c.DialTimeout, "how long to wait for Kafka to answer when connecting")
 	fs.IntVar(&c.Partitions, "topic-partitions", c.Partitions, "partitions of a records topic docshift creates")
 	fs.IntVar(&c.ReplicationFactor, "topic-replication", c.ReplicationFactor, "replication factor of topics docshift creates (-1: broker default)")
 	fs.DurationVar(&c.MinCompactionLag, "topic-min-compaction-lag", c.MinCompactionLag, "history kept complete before compaction (min.compaction.lag.ms)")

@@ -12,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/plugin/kslog"
 )
 
 // MaxRecordBytes is the largest record docshift writes: a 16 MiB MongoDB
@@ -28,10 +27,11 @@ func NewClient(ctx context.Context, cfg Config, log *slog.Logger, opts ...kgo.Op
 		kgo.DialTimeout(cfg.DialTimeout),
 		kgo.ProducerBatchMaxBytes(MaxRecordBytes),
 		kgo.FetchMaxPartitionBytes(MaxRecordBytes + 1<<20),
-		kgo.BrokerMaxReadBytes(2 * (MaxRecordBytes + 1<<20)),
+		kgo.FetchMaxBytes(2 * (MaxRecordBytes + 1<<20)),
+		kgo.BrokerMaxReadBytes(4 * (MaxRecordBytes + 1<<20)),
 	}
 	if log != nil {
-		base = append(base, kgo.WithLogger(kslog.New(log)))
+		base = append(base, kgo.WithLogger(kafkaLogger{log}))
 	}
 	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {

@@ -44,7 +44,7 @@ func (r *Report) OK() bool {
 // Print writes the report as a table.
 func (r *Report) Print(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "COLLECTION\tTABLE\tTENANT\tSOURCE\tTARGET\t")
+	fmt.Fprintln(tw, "COLLECTION\tTABLE\tTENANT\tSOURCE\tTARGET\tSTATE")
 	for _, c := range r.Counts {
 		mark := "ok"
 		if c.Source != c.Target {

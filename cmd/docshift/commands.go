@@ -177,7 +177,7 @@ func runSeed(ctx context.Context, args []string, e *env) error {
 	}
 	fmt.Fprintf(e.stdout, "seeded %s.%s: %d documents for %d tenants\n", dcfg.Database, dcfg.Collection, total, len(counts))
 	if *writeMapping != "" {
-		if err := os.WriteFile(*writeMapping, []byte(demo.Mapping), 0o644); err != nil {
+		if err := os.WriteFile(*writeMapping, []byte(demo.Mapping(dcfg)), 0o644); err != nil {
 			return fmt.Errorf("writing mapping: %w", err)
 		}
 	}

@@ -1,0 +1,45 @@
+package consumer
+
+import (
+	"testing"
+
+	"github.com/docshift/docshift/schemas"
+)
+
+func TestCollapseKeepsHighestVersionPerKey(t *testing.T) {
+	a := &schemas.Schema{Table: schemas.Table{Name: "a"}}
+	b := &schemas.Schema{Table: schemas.Table{Name: "b"}}
+	ch := func(s *schemas.Schema, tenant, id string, version, offset int64) change {
+		return change{schema: s, offset: offset, env: &schemas.Envelope{Tenant: tenant, ID: id, Version: version}}
+	}
+	got := collapse([]change{
+		ch(a, "t1", "1", 5, 0),
+		ch(a, "t1", "1", 3, 1), // older: dropped
+		ch(a, "t2", "1", 1, 2), // other tenant: its own row
+		ch(b, "t1", "1", 1, 3), // other table: its own row
+		ch(a, "t1", "1", 5, 4), // same version, later offset: wins
+		ch(a, "t1", "2", 9, 5),
+	})
+	if len(got["a"]) != 3 || len(got["b"]) != 1 {
+		t.Fatalf("collapse kept a=%d b=%d rows, want 3 and 1", len(got["a"]), len(got["b"]))
+	}
+	first := got["a"][0]
+	if first.env.ID != "1" || first.env.Tenant != "t1" || first.offset != 4 {
+		t.Errorf("t1/1 kept offset %d version %d, want offset 4", first.offset, first.env.Version)
+	}
+}
+
+func TestRowValuesOfDeleteIsTombstone(t *testing.T) {
+	table := schemas.Table{Name: "x", Columns: []schemas.TableColumn{
+		{Name: schemas.ColTenant}, {Name: schemas.ColID}, {Name: schemas.ColVersion}, {Name: schemas.ColDeleted},
+		{Name: "v", Field: "v"},
+	}}
+	up := rowValues(table, &schemas.Envelope{Op: schemas.OpUpdate, Tenant: "t", ID: "1", Version: 7, Row: map[string]any{"v": "x"}})
+	if up[3] != false || up[4] != "x" || up[2] != int64(7) {
+		t.Errorf("update row = %v", up)
+	}
+	del := rowValues(table, &schemas.Envelope{Op: schemas.OpDelete, Tenant: "t", ID: "1", Version: 8})
+	if del[3] != true || del[4] != nil || del[2] != int64(8) || del[0] != "t" || del[1] != "1" {
+		t.Errorf("delete row = %v, want a tombstone", del)
+	}
+}

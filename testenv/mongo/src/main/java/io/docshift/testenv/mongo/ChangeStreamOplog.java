@@ -1,0 +1,245 @@
+package io.docshift.testenv.mongo;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+import de.bwaldvogel.mongo.MongoCollection;
+import de.bwaldvogel.mongo.backend.Cursor;
+import de.bwaldvogel.mongo.backend.CursorRegistry;
+import de.bwaldvogel.mongo.backend.aggregation.Aggregation;
+import de.bwaldvogel.mongo.bson.BsonTimestamp;
+import de.bwaldvogel.mongo.bson.Document;
+import de.bwaldvogel.mongo.exception.CursorNotFoundException;
+import de.bwaldvogel.mongo.oplog.Oplog;
+
+/**
+ * Wraps mongo-java-server's oplog to (a) signal every write (used by {@link TestBackend} to let a
+ * change-stream getMore wait for data) and (b) correct change-stream events towards what a real
+ * MongoDB server sends, because docshift's tests depend on them:
+ *
+ * <ul>
+ *   <li>{@code update} events: mongo-java-server puts the update specification into
+ *       {@code documentKey}; here it becomes {@code {_id: ...}} from the oplog entry.</li>
+ *   <li>A whole-document replacement is reported as {@code replace} with the new document as
+ *       {@code fullDocument} (mongo-java-server reports {@code update}).</li>
+ *   <li>{@code update} events get a best-effort {@code updateDescription} ({@code $set} values,
+ *       {@code $unset} fields; other operators' paths are filled from the looked-up document when
+ *       {@code fullDocument: "updateLookup"} was asked for).</li>
+ *   <li>{@code fullDocument} of an {@code update} event is only present with
+ *       {@code fullDocument: "updateLookup"} (null if the document is gone), as on a real server;
+ *       mongo-java-server otherwise returns a partial "delta" document there.</li>
+ *   <li>Every event gets {@code ns: {db, coll}}.</li>
+ * </ul>
+ *
+ * <p>The corrections run after the change stream's own pipeline stages, so a {@code $match} on
+ * {@code operationType: "replace"} or on {@code ns}/{@code updateDescription} does not see them.
+ */
+final class ChangeStreamOplog implements Oplog {
+
+    private final Oplog delegate;
+    private final MongoCollection<Document> oplogCollection;
+    private final CursorRegistry cursorRegistry;
+    private final Runnable onChange;
+
+    ChangeStreamOplog(Oplog delegate, MongoCollection<Document> oplogCollection, CursorRegistry cursorRegistry,
+                      Runnable onChange) {
+        this.delegate = delegate;
+        this.oplogCollection = oplogCollection;
+        this.cursorRegistry = cursorRegistry;
+        this.onChange = onChange;
+    }
+
+    @Override
+    public void handleInsert(String namespace, List<Document> documents) {
+        delegate.handleInsert(namespace, documents);
+        onChange.run();
+    }
+
+    @Override
+    public void handleUpdate(String namespace, Document selector, Document query, List<Object> modifiedIds) {
+        delegate.handleUpdate(namespace, selector, query, modifiedIds);
+        onChange.run();
+    }
+
+    @Override
+    public void handleDelete(String namespace, Document query, List<Object> deletedIds) {
+        delegate.handleDelete(namespace, query, deletedIds);
+        onChange.run();
+    }
+
+    @Override
+    public void handleDropCollection(String namespace) {
+        delegate.handleDropCollection(namespace);
+        onChange.run();
+    }
+
+    @Override
+    public Cursor createCursor(Document changeStreamDocument, String namespace, Aggregation aggregation) {
+        Cursor cursor = delegate.createCursor(changeStreamDocument, namespace, aggregation);
+        boolean lookup = "updateLookup".equals(changeStreamDocument.get("fullDocument"));
+        ChangeStreamCursor wrapped = new ChangeStreamCursor(cursor, namespace, lookup);
+        if (isRegistered(cursor)) {
+            // getMore finds cursors through the registry: make it hand out the wrapper
+            cursorRegistry.remove(cursor.getId());
+            cursorRegistry.add(wrapped);
+        }
+        return wrapped;
+    }
+
+    private boolean isRegistered(Cursor cursor) {
+        try {
+            return cursorRegistry.getCursor(cursor.getId()) == cursor;
+        } catch (CursorNotFoundException e) {
+            return false;
+        }
+    }
+
+    /** A change-stream cursor whose events are corrected as described on the class. */
+    final class ChangeStreamCursor implements Cursor {
+
+        private final Cursor delegate;
+        private final Document ns;
+        private final boolean updateLookup;
+
+        ChangeStreamCursor(Cursor delegate, String namespace, boolean updateLookup) {
+            this.delegate = delegate;
+            int dot = namespace.indexOf('.');
+            this.ns = new Document("db", namespace.substring(0, dot)).append("coll", namespace.substring(dot + 1));
+            this.updateLookup = updateLookup;
+        }
+
+        @Override
+        public long getId() {
+            return delegate.getId();
+        }
+
+        @Override
+        public boolean isEmpty() {
+            return delegate.isEmpty();
+        }
+
+        @Override
+        public List<Document> takeDocuments(int numberToReturn) {
+            List<Document> events = delegate.takeDocuments(numberToReturn);
+            Map<Long, Document> oplogEntries = oplogEntriesOfUpdates(events);
+            List<Document> corrected = new ArrayList<>(events.size());
+            for (Document event : events) {
+                corrected.add(correct(event, oplogEntries));
+            }
+            return corrected;
+        }
+
+        private Document correct(Document event, Map<Long, Document> oplogEntries) {
+            Document result = new Document();
+            for (Map.Entry<String, Object> field : event.entrySet()) {
+                result.put(field.getKey(), field.getValue());
+                if (field.getKey().equals("operationType")) {
+                    result.put("ns", ns.clone());
+                }
+            }
+            if (!"update".equals(event.get("operationType"))) {
+                return result;
+            }
+            Document oplogEntry = oplogEntries.get(timestampOf(event));
+            if (oplogEntry == null) {
+                return result;
+            }
+            Object id = ((Document) oplogEntry.get("o2")).get("_id");
+            Document change = (Document) oplogEntry.get("o");
+            result.put("documentKey", new Document("_id", id));
+
+            if (!isOperatorUpdate(change)) {
+                Document replacement = new Document("_id", id);
+                change.forEach((key, value) -> {
+                    if (!key.equals("_id")) {
+                        replacement.put(key, value);
+                    }
+                });
+                result.put("operationType", "replace");
+                result.put("fullDocument", replacement);
+                return result;
+            }
+
+            Document lookedUp = null;
+            if (updateLookup && event.get("fullDocument") instanceof Document fullDocument
+                && fullDocument.containsKey("_id")) {
+                lookedUp = fullDocument; // mongo-java-server falls back to a delta without _id
+            }
+            if (updateLookup) {
+                result.put("fullDocument", lookedUp);
+            } else {
+                result.remove("fullDocument");
+            }
+            result.put("updateDescription", updateDescription(change, lookedUp));
+            return result;
+        }
+    }
+
+    private static boolean isOperatorUpdate(Document change) {
+        return !change.isEmpty() && change.keySet().iterator().next().startsWith("$");
+    }
+
+    private static Document updateDescription(Document change, Document lookedUp) {
+        Document updatedFields = new Document();
+        List<String> removedFields = new ArrayList<>();
+        change.forEach((operator, argument) -> {
+            if (!(argument instanceof Document fields)) {
+                return;
+            }
+            switch (operator) {
+                case "$set" -> updatedFields.putAll(fields);
+                case "$unset" -> removedFields.addAll(fields.keySet());
+                default -> {
+                    if (lookedUp != null) {
+                        for (String path : fields.keySet()) {
+                            Object value = valueAt(lookedUp, path);
+                            if (value != null) {
+                                updatedFields.put(path, value);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        return new Document("updatedFields", updatedFields)
+            .append("removedFields", removedFields)
+            .append("truncatedArrays", List.of());
+    }
+
+    private static Object valueAt(Document document, String path) {
+        Object current = document;
+        for (String part : path.split("\\.")) {
+            if (!(current instanceof Document level)) {
+                return null;
+            }
+            current = level.get(part);
+        }
+        return current;
+    }
+
+    private static long timestampOf(Document event) {
+        return ((BsonTimestamp) event.get("clusterTime")).getValue();
+    }
+
+    /** Oplog entries (by timestamp) of the update events in a batch: one scan of the oplog. */
+    private Map<Long, Document> oplogEntriesOfUpdates(List<Document> events) {
+        Set<Long> wanted = new HashSet<>();
+        for (Document event : events) {
+            if ("update".equals(event.get("operationType")) && event.get("clusterTime") instanceof BsonTimestamp) {
+                wanted.add(timestampOf(event));
+            }
+        }
+        Map<Long, Document> entries = new HashMap<>();
+        if (wanted.isEmpty()) {
+            return entries;
+        }
+        oplogCollection.queryAllAsStream()
+            .filter(entry -> entry.get("ts") instanceof BsonTimestamp ts && wanted.contains(ts.getValue()))
+            .forEach(entry -> entries.put(((BsonTimestamp) entry.get("ts")).getValue(), entry));
+        return entries;
+    }
+}
