@@ -55,14 +55,18 @@ const (
 	attrTable  = "docshift.table"
 	attrColumn = "docshift.column"
 	attrType   = "docshift.type"
+	attrPath   = "docshift.path"
+	attrRLS    = "docshift.rls"
 )
 
 type avroField struct {
-	Name    string `json:"name"`
-	Type    any    `json:"type"`
-	Default any    `json:"default,omitempty"`
-	Column  string `json:"docshift.column,omitempty"`
-	SQLType string `json:"docshift.type,omitempty"`
+	Name    string   `json:"name"`
+	Type    any      `json:"type"`
+	Default any      `json:"default,omitempty"`
+	Column  string   `json:"docshift.column,omitempty"`
+	SQLType string   `json:"docshift.type,omitempty"`
+	Table   string   `json:"docshift.table,omitempty"`
+	Path    []string `json:"docshift.path,omitempty"`
 	// nullDefault marks a field whose default is null (omitempty cannot say so).
 	nullDefault bool
 }
@@ -82,10 +86,15 @@ type avroRecord struct {
 	Name      string      `json:"name"`
 	Namespace string      `json:"namespace,omitempty"`
 	Table     string      `json:"docshift.table,omitempty"`
+	RLS       bool        `json:"docshift.rls,omitempty"`
 	Fields    []avroField `json:"fields"`
 }
 
+// avroType is the Avro form of a column type; docs/types.md lists them.
 func avroType(t SQLType) any {
+	if p, s, ok := t.decimal(); ok {
+		return map[string]any{"type": "bytes", "logicalType": "decimal", "precision": p, "scale": s}
+	}
 	switch t.canonical() {
 	case BigInt:
 		return "long"
@@ -97,13 +106,20 @@ func avroType(t SQLType) any {
 		return "boolean"
 	case TimestampTZ:
 		return map[string]string{"type": "long", "logicalType": "timestamp-micros"}
-	default: // text, jsonb
+	case UUID:
+		return map[string]string{"type": "string", "logicalType": "uuid"}
+	case Bytea:
+		return "bytes"
+	default: // text, numeric (exact decimal text), jsonb
 		return "string"
 	}
 }
 
 // unionBranch is the name goavro gives the non-null branch of a column's union.
 func unionBranch(t SQLType) string {
+	if _, _, ok := t.decimal(); ok {
+		return "bytes.decimal"
+	}
 	switch t.canonical() {
 	case BigInt:
 		return "long"
@@ -115,23 +131,37 @@ func unionBranch(t SQLType) string {
 		return "boolean"
 	case TimestampTZ:
 		return "long.timestamp-micros"
+	case Bytea:
+		return "bytes"
 	default:
 		return "string"
 	}
 }
 
-// NewSchema builds the envelope schema of a table fed by the namespace ns.
-func NewSchema(ns Namespace, t Table) (*Schema, error) {
-	avroNS := "docshift." + AvroName(ns.Database) + "." + AvroName(ns.Collection)
-	row := avroRecord{Type: "record", Name: "Row"}
+// rowRecord is the Avro record of a table's rows: its data columns, then one
+// array field per child table.
+func rowRecord(name string, t Table) avroRecord {
+	rec := avroRecord{Type: "record", Name: name}
 	for _, c := range t.DataColumns() {
-		row.Fields = append(row.Fields, avroField{
+		rec.Fields = append(rec.Fields, avroField{
 			Name: c.Field, Type: []any{"null", avroType(c.Type)}, nullDefault: true,
 			Column: c.Name, SQLType: string(c.Type.canonical()),
 		})
 	}
+	for _, ch := range t.Children {
+		rec.Fields = append(rec.Fields, avroField{
+			Name: ch.Field, Type: map[string]any{"type": "array", "items": rowRecord(name+"_"+ch.Field, ch)},
+			Default: []any{}, Table: ch.Name, Path: ch.Path,
+		})
+	}
+	return rec
+}
+
+// NewSchema builds the envelope schema of a table fed by the namespace ns.
+func NewSchema(ns Namespace, t Table) (*Schema, error) {
+	avroNS := "docshift." + AvroName(ns.Database) + "." + AvroName(ns.Collection)
 	env := avroRecord{
-		Type: "record", Name: "Envelope", Namespace: avroNS, Table: t.Name,
+		Type: "record", Name: "Envelope", Namespace: avroNS, Table: t.Name, RLS: t.RLS,
 		Fields: []avroField{
 			{Name: "op", Type: map[string]any{"type": "enum", "name": "Op", "symbols": []string{"c", "u", "d", "r"}}},
 			{Name: "version", Type: "long"},
@@ -143,7 +173,7 @@ func NewSchema(ns Namespace, t Table) (*Schema, error) {
 			}}},
 			{Name: "tenant", Type: "string"},
 			{Name: "id", Type: "string"},
-			{Name: "row", Type: []any{"null", row}, nullDefault: true},
+			{Name: "row", Type: []any{"null", rowRecord("Row", t)}, nullDefault: true},
 		},
 	}
 	b, err := json.Marshal(env)
@@ -151,6 +181,19 @@ func NewSchema(ns Namespace, t Table) (*Schema, error) {
 		return nil, fmt.Errorf("building schema of %s: %w", ns, err)
 	}
 	return ParseSchema(string(b))
+}
+
+// jsonRecord is a row record as read back from schema JSON.
+type jsonRecord struct {
+	Name   string `json:"name"`
+	Fields []struct {
+		Name    string          `json:"name"`
+		Type    json.RawMessage `json:"type"`
+		Column  string          `json:"docshift.column"`
+		SQLType string          `json:"docshift.type"`
+		Table   string          `json:"docshift.table"`
+		Path    []string        `json:"docshift.path"`
+	} `json:"fields"`
 }
 
 // ParseSchema reads an envelope schema written by NewSchema (for example from
@@ -163,6 +206,7 @@ func ParseSchema(schemaJSON string) (*Schema, error) {
 	var env struct {
 		Namespace string `json:"namespace"`
 		Table     string `json:"docshift.table"`
+		RLS       bool   `json:"docshift.rls"`
 		Fields    []struct {
 			Name string          `json:"name"`
 			Type json.RawMessage `json:"type"`
@@ -174,9 +218,7 @@ func ParseSchema(schemaJSON string) (*Schema, error) {
 	if env.Table == "" {
 		return nil, errors.New("parsing Avro schema: no docshift.table attribute: not a docshift envelope")
 	}
-	s := &Schema{JSON: schemaJSON, Fingerprint: codec.Rabin, codec: codec,
-		rowName: env.Namespace + ".Row", Table: Table{Name: env.Table}}
-	s.Table.Columns = append(s.Table.Columns, systemColumns[:4]...)
+	s := &Schema{JSON: schemaJSON, Fingerprint: codec.Rabin, codec: codec, rowName: env.Namespace + ".Row"}
 	for _, f := range env.Fields {
 		if f.Name != "row" {
 			continue
@@ -185,25 +227,50 @@ func ParseSchema(schemaJSON string) (*Schema, error) {
 		if err := json.Unmarshal(f.Type, &union); err != nil || len(union) != 2 {
 			return nil, errors.New("parsing Avro schema: row is not a [null, record] union")
 		}
-		var row struct {
-			Fields []struct {
-				Name    string `json:"name"`
-				Column  string `json:"docshift.column"`
-				SQLType string `json:"docshift.type"`
-			} `json:"fields"`
+		t, err := parseTable(env.Table, union[1], false)
+		if err != nil {
+			return nil, err
 		}
-		if err := json.Unmarshal(union[1], &row); err != nil {
-			return nil, fmt.Errorf("parsing Avro schema row: %w", err)
-		}
-		for _, rf := range row.Fields {
-			t := SQLType(rf.SQLType)
-			if !t.valid() || rf.Column == "" {
-				return nil, fmt.Errorf("parsing Avro schema: field %q has no valid docshift.column/docshift.type", rf.Name)
-			}
-			s.Table.Columns = append(s.Table.Columns, TableColumn{Name: rf.Column, Field: rf.Name, Type: t.canonical()})
-		}
+		t.RLS = env.RLS
+		s.Table = t
 	}
 	return s, nil
+}
+
+func parseTable(name string, recordJSON json.RawMessage, child bool) (Table, error) {
+	var rec jsonRecord
+	if err := json.Unmarshal(recordJSON, &rec); err != nil {
+		return Table{}, fmt.Errorf("parsing Avro schema of table %s: %w", name, err)
+	}
+	t := Table{Name: name}
+	if child {
+		t.Columns = append(t.Columns, childSystemColumns[:3]...)
+	} else {
+		t.Columns = append(t.Columns, systemColumns[:4]...)
+	}
+	for _, rf := range rec.Fields {
+		if rf.Table != "" { // a child table's array
+			var arr struct {
+				Items json.RawMessage `json:"items"`
+			}
+			if err := json.Unmarshal(rf.Type, &arr); err != nil {
+				return Table{}, fmt.Errorf("parsing Avro schema: child %q is not an array of records", rf.Name)
+			}
+			ct, err := parseTable(rf.Table, arr.Items, true)
+			if err != nil {
+				return Table{}, err
+			}
+			ct.Field, ct.Path = rf.Name, rf.Path
+			t.Children = append(t.Children, ct)
+			continue
+		}
+		ty := SQLType(rf.SQLType)
+		if !ty.valid() || rf.Column == "" {
+			return Table{}, fmt.Errorf("parsing Avro schema: field %q has no valid docshift.column/docshift.type", rf.Name)
+		}
+		t.Columns = append(t.Columns, TableColumn{Name: rf.Column, Field: rf.Name, Type: ty.canonical()})
+	}
+	return t, nil
 }
 
 // Encode returns the Avro single-object encoding of e (magic C3 01, the
@@ -221,22 +288,64 @@ func (s *Schema) Encode(buf []byte, e *Envelope) ([]byte, error) {
 		"row":    nil,
 	}
 	if e.Row != nil {
-		row := make(map[string]any, len(e.Row))
-		for _, c := range s.Table.DataColumns() {
-			v, ok := e.Row[c.Field]
-			if !ok || v == nil {
-				row[c.Field] = nil
-				continue
-			}
-			row[c.Field] = goavro.Union(unionBranch(c.Type), v)
-		}
-		native["row"] = goavro.Union(s.rowName, row)
+		native["row"] = goavro.Union(s.rowName, nativeRow(s.Table, e.Row))
 	}
 	out, err := s.codec.SingleFromNative(buf, native)
 	if err != nil {
 		return buf, fmt.Errorf("encoding %s record %s: %w", s.Table.Name, e.ID, err)
 	}
 	return out, nil
+}
+
+// nativeRow lays out a row for the codec: unions for columns, arrays of child
+// rows for child tables.
+func nativeRow(t Table, in map[string]any) map[string]any {
+	row := make(map[string]any, len(t.Columns)+len(t.Children))
+	for _, c := range t.DataColumns() {
+		v, ok := in[c.Field]
+		if !ok || v == nil {
+			row[c.Field] = nil
+			continue
+		}
+		row[c.Field] = goavro.Union(unionBranch(c.Type), v)
+	}
+	for _, ch := range t.Children {
+		rows, _ := in[ch.Field].([]any)
+		out := make([]any, len(rows))
+		for i, r := range rows {
+			m, _ := r.(map[string]any)
+			out[i] = nativeRow(ch, m)
+		}
+		row[ch.Field] = out
+	}
+	return row
+}
+
+// plainRow undoes nativeRow on a decoded row.
+func plainRow(t Table, in map[string]any) map[string]any {
+	row := make(map[string]any, len(in))
+	for _, c := range t.DataColumns() {
+		v := in[c.Field]
+		if branch, ok := v.(map[string]any); ok {
+			for _, inner := range branch {
+				v = inner
+			}
+		}
+		if tm, ok := v.(time.Time); ok {
+			v = tm.UTC()
+		}
+		row[c.Field] = v
+	}
+	for _, ch := range t.Children {
+		rows, _ := in[ch.Field].([]any)
+		out := make([]any, len(rows))
+		for i, r := range rows {
+			m, _ := r.(map[string]any)
+			out[i] = plainRow(ch, m)
+		}
+		row[ch.Field] = out
+	}
+	return row
 }
 
 // Decode reads a single-object encoded envelope written with this schema.
@@ -263,18 +372,7 @@ func (s *Schema) Decode(b []byte) (*Envelope, error) {
 	}
 	if u, ok := m["row"].(map[string]any); ok {
 		row, _ := u[s.rowName].(map[string]any)
-		e.Row = make(map[string]any, len(row))
-		for k, v := range row {
-			if branch, ok := v.(map[string]any); ok {
-				for _, inner := range branch {
-					v = inner
-				}
-			}
-			if t, ok := v.(time.Time); ok {
-				v = t.UTC()
-			}
-			e.Row[k] = v
-		}
+		e.Row = plainRow(s.Table, row)
 	}
 	return e, nil
 }

@@ -21,13 +21,7 @@ func CanonicalID(id bson.RawValue) (string, error) {
 
 // canonicalJSON renders one BSON value as canonical Extended JSON.
 func canonicalJSON(v bson.RawValue) ([]byte, error) {
-	doc := bson.D{{Key: "v", Value: v}}
-	b, err := bson.MarshalExtJSON(doc, true, false)
-	if err != nil {
-		return nil, err
-	}
-	// {"v":<value>}
-	return b[len(`{"v":`) : len(b)-1], nil
+	return appendJSON(nil, v, true)
 }
 
 // Key returns the Kafka record key of a document: the JSON array

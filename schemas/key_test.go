@@ -25,7 +25,8 @@ func TestCanonicalIDKeepsTypesApart(t *testing.T) {
 		`{"$oid":"65f0a1b2c3d4e5f601234567"}`: oid,
 		`{"a":{"$numberInt":"1"},"b":"x"}`:    bson.D{{Key: "a", Value: int32(1)}, {Key: "b", Value: "x"}},
 		`{"b":"x","a":{"$numberInt":"1"}}`:    bson.D{{Key: "b", Value: "x"}, {Key: "a", Value: int32(1)}},
-		`"quote\" and \\ and \u0000 and é"`:   "quote\" and \\ and \x00 and é",
+		`"quote\" and \\ and \u0001 and é"`:   "quote\" and \\ and \x01 and é",
+		`{"$stringBase64":"YQBi"}`:            "a\x00b", // PostgreSQL text cannot hold NUL
 	}
 	for want, v := range ids {
 		got, err := CanonicalID(rawValue(t, v))

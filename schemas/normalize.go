@@ -2,8 +2,7 @@ package schemas
 
 import (
 	"fmt"
-	"math"
-	"time"
+	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -16,68 +15,179 @@ type Document struct {
 	Conflicts []Conflict     // values that did not fit their column (kept in _extra)
 }
 
-// Conflict records a value whose BSON type does not fit its column. The value
-// is not lost: it is kept in _extra under its field name.
+// Conflict records a value that does not fit its column (or a child path
+// that does not hold an array). The value is not lost: it is kept in _extra
+// under its field name, or, with on_conflict: dlq, left for the caller to send
+// to the dead-letter topic.
 type Conflict struct {
-	Column string
+	Table  string
+	Column string // column name, or the child table's path
 	Got    bson.Type
-	Want   SQLType
+	Want   SQLType // empty for a child path
+	Value  bson.RawValue
 }
 
 func (c Conflict) String() string {
-	return fmt.Sprintf("column %s (%s) got BSON %s", c.Column, c.Want, c.Got)
+	want := string(c.Want)
+	if want == "" {
+		want = "array"
+	}
+	return fmt.Sprintf("%s.%s (%s) got BSON %s", c.Table, c.Column, want, c.Got)
 }
 
 // Normalize turns a raw BSON document of this collection into a row. database
 // is the source database (for the database tenant rule).
+//
+// Mapped columns get their typed values; arrays mapped as child tables become
+// lists of child rows under the child's Avro field; every other field, and
+// every value that does not fit its column, goes to _extra (canonical
+// Extended JSON). A mapped field that holds an explicit null is NULL in its
+// column and null in _extra, so null and missing stay distinct.
 func (c *Collection) Normalize(database string, doc bson.Raw) (*Document, error) {
 	idVal, err := doc.LookupErr("_id")
 	if err != nil {
 		return nil, ErrNoID
 	}
-	d := &Document{Row: make(map[string]any, len(c.Columns)+1)}
+	d := &Document{}
 	if d.ID, err = CanonicalID(idVal); err != nil {
 		return nil, err
 	}
 	if d.Tenant, err = c.tenant(database, doc); err != nil {
 		return nil, fmt.Errorf("document %s: %w", d.ID, err)
 	}
-
-	elems, err := doc.Elements()
+	w := walker{table: c.Table, dlq: c.OnConflict == ConflictDLQ, conflicts: &d.Conflicts}
+	skip := "" // a top-level tenant field is carried in _tenant; a nested one stays in place
+	if c.Tenant.Field != "" && !strings.Contains(c.Tenant.Field, ".") {
+		skip = c.Tenant.Field
+	}
+	d.Row, err = w.row(doc, c.tree, skip)
 	if err != nil {
-		return nil, fmt.Errorf("document %s: malformed BSON: %w", d.ID, err)
-	}
-	var extra bson.D
-	mapped := make(map[string]*Column, len(c.Columns))
-	for i := range c.Columns {
-		mapped[c.Columns[i].Path] = &c.Columns[i]
-	}
-	for _, el := range elems {
-		key := el.Key()
-		if key == "_id" || (c.Tenant.Field != "" && key == c.Tenant.Field) {
-			continue
-		}
-		col, ok := mapped[key]
-		if !ok {
-			extra = append(extra, bson.E{Key: key, Value: el.Value()})
-			continue
-		}
-		v, ok := columnValue(col.Type, el.Value())
-		if !ok {
-			d.Conflicts = append(d.Conflicts, Conflict{Column: col.Name, Got: el.Value().Type, Want: col.Type})
-			extra = append(extra, bson.E{Key: key, Value: el.Value()})
-			continue
-		}
-		d.Row[AvroName(col.Name)] = v
-	}
-	if len(extra) > 0 {
-		b, err := bson.MarshalExtJSON(extra, true, false)
-		if err != nil {
-			return nil, fmt.Errorf("document %s: encoding _extra: %w", d.ID, err)
-		}
-		d.Row[ColExtra] = string(b)
+		return nil, fmt.Errorf("document %s: %w", d.ID, err)
 	}
 	return d, nil
+}
+
+// walker builds the rows of one document.
+type walker struct {
+	table     string
+	dlq       bool
+	conflicts *[]Conflict
+}
+
+// row builds the row of one (sub-)document mapped by tree: its columns, its
+// child arrays and its _extra. skip names a top-level field that is carried
+// elsewhere (the tenant field).
+func (w *walker) row(doc bson.Raw, tree *pathNode, skip string) (map[string]any, error) {
+	row := map[string]any{}
+	extra, err := w.walk(doc, tree, row, skip, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(extra) > 0 {
+		s, err := docJSON(extra, true)
+		if err != nil {
+			return nil, fmt.Errorf("encoding _extra: %w", err)
+		}
+		row[ColExtra] = s
+	}
+	return row, nil
+}
+
+// walk fills row from the fields of doc that tree maps and returns the rest,
+// for _extra. Nested unmapped parts keep their place: {"a": {"b": 1}} with
+// a.c mapped leaves {"a": {"b": 1}} in _extra.
+func (w *walker) walk(doc bson.Raw, tree *pathNode, row map[string]any, skip string, top bool) ([]bson.E, error) {
+	elems, err := doc.Elements()
+	if err != nil {
+		return nil, fmt.Errorf("malformed BSON: %w", err)
+	}
+	var extra []bson.E
+	for _, el := range elems {
+		key, val := el.Key(), el.Value()
+		if top && (key == "_id" || (skip != "" && key == skip)) {
+			continue
+		}
+		var n *pathNode
+		if tree != nil {
+			n = tree.sub[key]
+		}
+		switch {
+		case n == nil:
+			extra = append(extra, bson.E{Key: key, Value: val})
+		case n.col != nil:
+			if val.Type == bson.TypeNull {
+				row[AvroName(n.col.Name)] = nil
+				extra = append(extra, bson.E{Key: key, Value: val})
+				continue
+			}
+			v, ok := columnValue(n.col.Type, val)
+			if ok {
+				row[AvroName(n.col.Name)] = v
+				continue
+			}
+			*w.conflicts = append(*w.conflicts, Conflict{Table: w.table, Column: n.col.Name, Got: val.Type, Want: n.col.Type, Value: val})
+			if !w.dlq {
+				extra = append(extra, bson.E{Key: key, Value: val})
+			}
+		case n.child != nil:
+			rows, keep, err := w.children(n.child, val)
+			if err != nil {
+				return nil, err
+			}
+			row[n.child.field()] = rows
+			if keep {
+				extra = append(extra, bson.E{Key: key, Value: val})
+			}
+		default: // mapped fields below this one
+			if val.Type != bson.TypeEmbeddedDocument {
+				extra = append(extra, bson.E{Key: key, Value: val})
+				continue
+			}
+			rest, err := w.walk(val.Document(), n, row, "", false)
+			if err != nil {
+				return nil, err
+			}
+			if len(rest) > 0 {
+				extra = append(extra, bson.E{Key: key, Value: rest})
+			}
+		}
+	}
+	return extra, nil
+}
+
+// children returns the child rows of an array field. A value that is not an
+// array (or null) gives no rows and is kept in the parent's _extra (keep);
+// an array element that is not a document becomes a row whose _extra holds
+// it under "$value".
+func (w *walker) children(ch *Child, val bson.RawValue) (rows []any, keep bool, err error) {
+	rows = []any{}
+	if val.Type != bson.TypeArray {
+		if val.Type != bson.TypeNull {
+			*w.conflicts = append(*w.conflicts, Conflict{Table: ch.Table, Column: ch.Path.String(), Got: val.Type, Value: val})
+		}
+		return rows, true, nil
+	}
+	elems, err := val.Array().Values()
+	if err != nil {
+		return nil, false, fmt.Errorf("malformed BSON array %s: %w", ch.Path, err)
+	}
+	sub := walker{table: ch.Table, dlq: w.dlq, conflicts: w.conflicts}
+	for _, el := range elems {
+		if el.Type != bson.TypeEmbeddedDocument {
+			s, err := docJSON([]bson.E{{Key: "$value", Value: el}}, true)
+			if err != nil {
+				return nil, false, err
+			}
+			rows = append(rows, map[string]any{ColExtra: s})
+			continue
+		}
+		r, err := sub.row(el.Document(), ch.tree, "")
+		if err != nil {
+			return nil, false, err
+		}
+		rows = append(rows, r)
+	}
+	return rows, false, nil
 }
 
 func (c *Collection) tenant(database string, doc bson.Raw) (string, error) {
@@ -87,7 +197,7 @@ func (c *Collection) tenant(database string, doc bson.Raw) (string, error) {
 	case c.Tenant.Database:
 		return database, nil
 	}
-	v, err := doc.LookupErr(c.Tenant.Field)
+	v, err := doc.LookupErr(strings.Split(c.Tenant.Field, ".")...)
 	if err != nil {
 		return "", fmt.Errorf("%w: field %q is missing", ErrNoTenant, c.Tenant.Field)
 	}
@@ -113,62 +223,4 @@ func TenantValue(v bson.RawValue) (string, error) {
 		return "", err
 	}
 	return string(b), nil
-}
-
-// columnValue converts a BSON value to the Go value of a column of type t. It
-// reports false when the value does not fit (the caller keeps it in _extra).
-// BSON null gives SQL NULL for every type.
-func columnValue(t SQLType, v bson.RawValue) (any, bool) {
-	if v.Type == bson.TypeNull {
-		return nil, true
-	}
-	switch t.canonical() {
-	case Text:
-		if s, ok := v.StringValueOK(); ok {
-			return s, true
-		}
-	case BigInt:
-		switch v.Type {
-		case bson.TypeInt32:
-			return int64(v.Int32()), true
-		case bson.TypeInt64:
-			return v.Int64(), true
-		case bson.TypeDouble:
-			f := v.Double()
-			if f == math.Trunc(f) && f >= math.MinInt64 && f < math.MaxInt64 {
-				return int64(f), true
-			}
-		}
-	case Integer:
-		switch v.Type {
-		case bson.TypeInt32:
-			return v.Int32(), true
-		case bson.TypeInt64:
-			if n := v.Int64(); n >= math.MinInt32 && n <= math.MaxInt32 {
-				return int32(n), true
-			}
-		}
-	case Double:
-		switch v.Type {
-		case bson.TypeDouble:
-			return v.Double(), true
-		case bson.TypeInt32:
-			return float64(v.Int32()), true
-		case bson.TypeInt64:
-			return float64(v.Int64()), true
-		}
-	case Boolean:
-		if b, ok := v.BooleanOK(); ok {
-			return b, true
-		}
-	case TimestampTZ:
-		if ms, ok := v.DateTimeOK(); ok {
-			return time.UnixMilli(ms).UTC(), true
-		}
-	case JSONB:
-		if b, err := canonicalJSON(v); err == nil {
-			return string(b), true
-		}
-	}
-	return nil, false
 }

@@ -1,0 +1,234 @@
+package schemas
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// JSON forms of BSON values.
+//
+// docshift renders BSON as MongoDB Extended JSON v2 with one addition: a
+// string that PostgreSQL cannot store in text or jsonb (it contains a NUL
+// byte, or is not valid UTF-8) is written as {"$stringBase64": "<base64 of its
+// bytes>"}, so its bytes survive. Canonical form keeps every BSON type (it is
+// used for _id, keys and _extra); relaxed form writes numbers and dates as
+// plain JSON where that is exact (it is used for jsonb columns, which people
+// query).
+
+// ExtJSON returns the Extended JSON of one BSON value.
+func ExtJSON(v bson.RawValue, canonical bool) (string, error) {
+	b, err := appendJSON(nil, v, canonical)
+	return string(b), err
+}
+
+// docJSON renders a list of elements as a JSON object.
+func docJSON(elems []bson.E, canonical bool) (string, error) {
+	b := []byte{'{'}
+	for i, e := range elems {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendKey(b, e.Key)
+		var err error
+		switch v := e.Value.(type) {
+		case bson.RawValue:
+			b, err = appendJSON(b, v, canonical)
+		case []bson.E:
+			var s string
+			s, err = docJSON(v, canonical)
+			b = append(b, s...)
+		case nil:
+			b = append(b, "null"...)
+		default:
+			err = fmt.Errorf("docJSON: unexpected %T", e.Value)
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	return string(append(b, '}')), nil
+}
+
+func appendKey(b []byte, k string) []byte {
+	// Keys cannot hold NUL (BSON keys are C strings); invalid UTF-8 in a key
+	// is replaced, as JSON object keys must be text.
+	b = appendString(b, strings.ToValidUTF8(k, "\uFFFD"))
+	return append(b, ':')
+}
+
+// pgSafe reports whether PostgreSQL text and jsonb can store s unchanged.
+func pgSafe(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+func appendStringValue(b []byte, s string) []byte {
+	if pgSafe(s) {
+		return appendString(b, s)
+	}
+	b = append(b, `{"$stringBase64":"`...)
+	b = base64.StdEncoding.AppendEncode(b, []byte(s))
+	return append(b, `"}`...)
+}
+
+// appendString writes a JSON string; s must be valid UTF-8.
+func appendString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\r':
+			b = append(b, '\\', 'r')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+// formatDouble writes a double as MongoDB's canonical Extended JSON does:
+// shortest exact form, at least one decimal place for integral values.
+func formatDouble(f float64) string {
+	switch {
+	case math.IsInf(f, 1):
+		return "Infinity"
+	case math.IsInf(f, -1):
+		return "-Infinity"
+	case math.IsNaN(f):
+		return "NaN"
+	}
+	s := strconv.FormatFloat(f, 'G', -1, 64)
+	if !strings.ContainsAny(s, "E.") {
+		s += ".0"
+	}
+	return s
+}
+
+func appendJSON(b []byte, v bson.RawValue, canonical bool) ([]byte, error) {
+	switch v.Type {
+	case bson.TypeDouble:
+		f := v.Double()
+		if !canonical && !math.IsInf(f, 0) && !math.IsNaN(f) {
+			return strconv.AppendFloat(b, f, 'g', -1, 64), nil
+		}
+		return append(append(append(b, `{"$numberDouble":"`...), formatDouble(f)...), `"}`...), nil
+	case bson.TypeString:
+		return appendStringValue(b, v.StringValue()), nil
+	case bson.TypeEmbeddedDocument, bson.TypeArray:
+		return appendContainer(b, v, canonical)
+	case bson.TypeBinary:
+		sub, data := v.Binary()
+		b = append(b, `{"$binary":{"base64":"`...)
+		b = base64.StdEncoding.AppendEncode(b, data)
+		b = append(b, `","subType":"`...)
+		b = hex.AppendEncode(b, []byte{sub})
+		return append(b, `"}}`...), nil
+	case bson.TypeUndefined:
+		return append(b, `{"$undefined":true}`...), nil
+	case bson.TypeObjectID:
+		oid := v.ObjectID()
+		return append(append(append(b, `{"$oid":"`...), oid.Hex()...), `"}`...), nil
+	case bson.TypeBoolean:
+		return strconv.AppendBool(b, v.Boolean()), nil
+	case bson.TypeDateTime:
+		ms := v.DateTime()
+		if !canonical {
+			if t := time.UnixMilli(ms).UTC(); t.Year() >= 1970 && t.Year() <= 9999 {
+				b = append(b, `{"$date":"`...)
+				b = t.AppendFormat(b, "2006-01-02T15:04:05.999Z07:00")
+				return append(b, `"}`...), nil
+			}
+		}
+		b = append(b, `{"$date":{"$numberLong":"`...)
+		return append(strconv.AppendInt(b, ms, 10), `"}}`...), nil
+	case bson.TypeNull:
+		return append(b, "null"...), nil
+	case bson.TypeRegex:
+		p, o := v.Regex()
+		b = append(b, `{"$regularExpression":{"pattern":`...)
+		b = appendStringValue(b, p)
+		b = append(b, `,"options":`...)
+		b = appendStringValue(b, o)
+		return append(b, `}}`...), nil
+	case bson.TypeDBPointer:
+		ns, oid := v.DBPointer()
+		b = append(b, `{"$dbPointer":{"$ref":`...)
+		b = appendStringValue(b, ns)
+		return append(append(append(b, `,"$id":{"$oid":"`...), oid.Hex()...), `"}}}`...), nil
+	case bson.TypeJavaScript:
+		return append(appendStringValue(append(b, `{"$code":`...), v.JavaScript()), '}'), nil
+	case bson.TypeSymbol:
+		return append(appendStringValue(append(b, `{"$symbol":`...), v.Symbol()), '}'), nil
+	case bson.TypeCodeWithScope:
+		code, scope := v.CodeWithScope()
+		b = appendStringValue(append(b, `{"$code":`...), code)
+		b = append(b, `,"$scope":`...)
+		b, err := appendContainer(b, bson.RawValue{Type: bson.TypeEmbeddedDocument, Value: scope}, canonical)
+		return append(b, '}'), err
+	case bson.TypeInt32:
+		if !canonical {
+			return strconv.AppendInt(b, int64(v.Int32()), 10), nil
+		}
+		return append(strconv.AppendInt(append(b, `{"$numberInt":"`...), int64(v.Int32()), 10), `"}`...), nil
+	case bson.TypeTimestamp:
+		t, i := v.Timestamp()
+		b = strconv.AppendUint(append(b, `{"$timestamp":{"t":`...), uint64(t), 10)
+		return append(strconv.AppendUint(append(b, `,"i":`...), uint64(i), 10), `}}`...), nil
+	case bson.TypeInt64:
+		if !canonical {
+			return strconv.AppendInt(b, v.Int64(), 10), nil
+		}
+		return append(strconv.AppendInt(append(b, `{"$numberLong":"`...), v.Int64(), 10), `"}`...), nil
+	case bson.TypeDecimal128:
+		return append(append(append(b, `{"$numberDecimal":"`...), v.Decimal128().String()...), `"}`...), nil
+	case bson.TypeMinKey:
+		return append(b, `{"$minKey":1}`...), nil
+	case bson.TypeMaxKey:
+		return append(b, `{"$maxKey":1}`...), nil
+	}
+	return b, fmt.Errorf("unknown BSON type 0x%02x", byte(v.Type))
+}
+
+func appendContainer(b []byte, v bson.RawValue, canonical bool) ([]byte, error) {
+	array := v.Type == bson.TypeArray
+	elems, err := bson.Raw(v.Value).Elements()
+	if err != nil {
+		return b, fmt.Errorf("malformed BSON %s: %w", v.Type, err)
+	}
+	if array {
+		b = append(b, '[')
+	} else {
+		b = append(b, '{')
+	}
+	for i, e := range elems {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if !array {
+			b = appendKey(b, e.Key())
+		}
+		if b, err = appendJSON(b, e.Value(), canonical); err != nil {
+			return b, err
+		}
+	}
+	if array {
+		return append(b, ']'), nil
+	}
+	return append(b, '}'), nil
+}
