@@ -2,12 +2,12 @@ package consumer
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -16,53 +16,108 @@ import (
 	"github.com/docshift/docshift/schemas"
 )
 
-// change is one decoded record, ready to apply.
-type change struct {
-	env    *schemas.Envelope
-	schema *schemas.Schema
-	offset int64
-}
-
-// decode turns a partition's records into changes. Tombstones (nil values,
-// written after a delete for compaction) carry nothing to apply.
-func decode(ctx context.Context, reg *schemas.Registry, recs []*kgo.Record) ([]change, error) {
-	out := make([]change, 0, len(recs))
+// applyRecords applies one partition batch: it decodes the records, collapses
+// them per key, and writes them in one transaction. A transient error (of the
+// database, or of the schema topic) is retried with backoff. When the database
+// rejects the batch's data, the batch is split in halves until the records at
+// fault are isolated; those, and the records that do not decode, go to the
+// dead-letter topic, acknowledged before applyRecords returns. It returns the
+// number of rows written (records older than the stored row write nothing).
+func (c *Consumer) applyRecords(ctx context.Context, recs []*kgo.Record) (int, error) {
+	changes := make([]change, 0, len(recs))
+	var poison []deadLetter
 	for _, r := range recs {
-		if r.Value == nil {
+		if r.Attrs.IsControl() || r.Value == nil {
+			continue // transaction markers; compaction tombstones follow a delete and carry nothing
+		}
+		var ch change
+		err := c.retry(ctx, "reading the schema topic", func() error {
+			var err error
+			ch, err = decode(ctx, c.registry, r)
+			return err
+		}, func(err error) bool { return !errors.Is(err, ErrPoison) })
+		if errors.Is(err, ErrPoison) {
+			poison = append(poison, deadLetter{rec: r, err: err})
 			continue
 		}
-		env, s, err := reg.Decode(ctx, r.Value)
 		if err != nil {
-			return nil, fmt.Errorf("%s/%d offset %d: %w", r.Topic, r.Partition, r.Offset, err)
+			return 0, err
 		}
-		out = append(out, change{env: env, schema: s, offset: r.Offset})
+		changes = append(changes, ch)
 	}
-	return out, nil
+	written, bad, err := c.applyIsolating(ctx, collapse(changes))
+	if err != nil {
+		return 0, err
+	}
+	poison = append(poison, bad...)
+	if len(poison) == 0 {
+		return written, nil
+	}
+	if c.dlq == nil {
+		return 0, poison[0].err
+	}
+	if err := c.dlq.send(ctx, poison); err != nil {
+		return 0, err
+	}
+	for _, p := range poison {
+		c.metrics.dlq.WithLabelValues(p.rec.Topic).Inc()
+		c.log.Warn("record sent to the dead-letter topic", "dlq", c.dlq.topic,
+			"topic", p.rec.Topic, "partition", p.rec.Partition, "offset", p.rec.Offset, "err", p.err)
+	}
+	return written, nil
 }
 
-// collapse keeps, per table and key, only the change with the highest version
-// (the later offset on a tie), in first-seen order. Within one batch the
-// database then sees each row once.
-func collapse(changes []change) map[string][]change {
-	type key struct{ table, tenant, id string }
-	idx := map[key]int{}
-	var kept []change
-	for _, c := range changes {
-		k := key{c.schema.Table.Name, c.env.Tenant, c.env.ID}
-		if i, ok := idx[k]; ok {
-			if c.env.Version >= kept[i].env.Version {
-				kept[i] = c
-			}
-			continue
+// applyIsolating applies changes in one transaction, retrying transient
+// errors. If the database rejects the data, it bisects: each half is applied
+// on its own, down to the single changes that fail, which it returns as dead
+// letters. Any other error is returned.
+func (c *Consumer) applyIsolating(ctx context.Context, changes []change) (int, []deadLetter, error) {
+	if len(changes) == 0 {
+		return 0, nil, nil
+	}
+	var written int
+	err := c.retry(ctx, "applying to the database", func() error {
+		var err error
+		written, err = c.applier.apply(ctx, changes)
+		return err
+	}, retryable)
+	if err == nil || !dataRejected(err) {
+		return written, nil, err
+	}
+	if len(changes) == 1 {
+		return 0, []deadLetter{{rec: changes[0].rec, err: fmt.Errorf("%w: %w", ErrPoison, err)}}, nil
+	}
+	mid := len(changes) / 2
+	w1, bad1, err := c.applyIsolating(ctx, changes[:mid])
+	if err != nil {
+		return 0, nil, err
+	}
+	w2, bad2, err := c.applyIsolating(ctx, changes[mid:])
+	if err != nil {
+		return 0, nil, err
+	}
+	return w1 + w2, append(bad1, bad2...), nil
+}
+
+// retry calls fn until it succeeds, fails with an error transient does not
+// accept, or ctx ends; the waits double from RetryBackoff to RetryBackoffMax.
+// Nothing is committed meanwhile, so a retry never skips a record.
+func (c *Consumer) retry(ctx context.Context, what string, fn func() error, transient func(error) bool) error {
+	backoff := c.cfg.RetryBackoff
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return err
 		}
-		idx[k] = len(kept)
-		kept = append(kept, c)
+		c.metrics.retries.Inc()
+		c.log.Warn("transient error, retrying", "while", what, "attempt", attempt, "backoff", backoff, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, c.cfg.RetryBackoffMax)
 	}
-	byTable := map[string][]change{}
-	for _, c := range kept {
-		byTable[c.schema.Table.Name] = append(byTable[c.schema.Table.Name], c)
-	}
-	return byTable
 }
 
 // applier writes batches of changes to the target in one transaction each.
@@ -70,33 +125,50 @@ type applier struct {
 	pool *pgxpool.Pool
 
 	mu      sync.Mutex
-	ensured map[uint64]bool // schema fingerprints whose table is up to date
+	ensured map[uint64]bool     // schema fingerprints whose table is up to date
+	tables  map[string]struct{} // tables written by this process (for tombstone purges)
 }
 
 func newApplier(pool *pgxpool.Pool) *applier {
-	return &applier{pool: pool, ensured: map[uint64]bool{}}
+	return &applier{pool: pool, ensured: map[uint64]bool{}, tables: map[string]struct{}{}}
 }
 
-// apply writes the changes in one transaction. It returns nil only once the
+// apply writes collapsed changes (at most one per key) in one transaction
+// and returns the number of rows written. It returns nil only once the
 // transaction has committed.
-func (a *applier) apply(ctx context.Context, changes []change) error {
-	if len(changes) == 0 {
-		return nil
+func (a *applier) apply(ctx context.Context, changes []change) (int, error) {
+	byTable := map[string][]change{}
+	var order []string
+	for _, c := range changes {
+		name := c.schema.Table.Name
+		if _, ok := byTable[name]; !ok {
+			order = append(order, name)
+		}
+		byTable[name] = append(byTable[name], c)
 	}
-	byTable := collapse(changes)
-	for _, cs := range byTable {
-		if err := a.ensureTable(ctx, cs[0].schema); err != nil {
-			return err
+	for _, name := range order {
+		if err := a.ensureTable(ctx, byTable[name][0].schema); err != nil {
+			return 0, err
 		}
 	}
-	return pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
-		for _, cs := range byTable {
-			if err := upsert(ctx, tx, cs[0].schema.Table, cs); err != nil {
+	written := 0
+	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
+		written = 0
+		for _, name := range order {
+			cs := byTable[name]
+			keys, err := upsert(ctx, tx, cs[0].schema.Table, cs)
+			if err != nil {
 				return err
 			}
+			// Child tables, when the schema has them, are replaced here for
+			// exactly the parents in keys (the rows the upsert wrote), in
+			// this same transaction: a stale parent record leaves its
+			// children alone.
+			written += len(keys)
 		}
 		return nil
 	})
+	return written, err
 }
 
 // ensureTable creates the table of a schema, or adds the columns it lacks,
@@ -127,88 +199,23 @@ func (a *applier) ensureTable(ctx context.Context, s *schemas.Schema) error {
 	}
 	a.mu.Lock()
 	a.ensured[s.Fingerprint] = true
+	a.tables[s.Table.Name] = struct{}{}
 	a.mu.Unlock()
 	return nil
+}
+
+// tableNames returns the tables this process has written to.
+func (a *applier) tableNames() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]string, 0, len(a.tables))
+	for t := range a.tables {
+		out = append(out, t)
+	}
+	return out
 }
 
 func firstLine(s string) string {
 	first, _, _ := strings.Cut(s, "\n")
 	return first
-}
-
-// stagingName is the temporary table a table's batches are copied into; it
-// depends on the column list so that a table that grew gets a new one.
-func stagingName(t schemas.Table) string {
-	h := sha256.New()
-	h.Write([]byte(t.Name))
-	for _, c := range t.Columns {
-		h.Write([]byte{0})
-		h.Write([]byte(c.Name))
-	}
-	return "docshift_stage_" + hex.EncodeToString(h.Sum(nil)[:8])
-}
-
-// upsert copies the changes into a staging table and merges them into the
-// target with one statement that writes a row only if its version is newer
-// than the stored one. A delete becomes a tombstone row (_deleted, data
-// columns NULL) with the delete's version.
-func upsert(ctx context.Context, tx pgx.Tx, t schemas.Table, cs []change) error {
-	stage := stagingName(t)
-	cols := make([]string, len(t.Columns))
-	quoted := make([]string, len(t.Columns))
-	for i, c := range t.Columns {
-		cols[i] = c.Name
-		quoted[i] = schemas.QuoteIdent(c.Name)
-	}
-	_, err := tx.Exec(ctx, fmt.Sprintf(
-		"CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
-		schemas.QuoteIdent(stage), schemas.QuoteIdent(t.Name)))
-	if err != nil {
-		return fmt.Errorf("staging table for %s: %w", t.Name, err)
-	}
-	rows := make([][]any, 0, len(cs))
-	for _, c := range cs {
-		rows = append(rows, rowValues(t, c.env))
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{stage}, cols, pgx.CopyFromRows(rows)); err != nil {
-		return fmt.Errorf("copying %d rows for %s: %w", len(rows), t.Name, err)
-	}
-	var set []string
-	for _, q := range quoted[2:] { // all but the key columns
-		set = append(set, fmt.Sprintf("%s = EXCLUDED.%s", q, q))
-	}
-	target := schemas.QuoteIdent(t.Name)
-	stmt := fmt.Sprintf(`INSERT INTO %s AS t (%s) SELECT %s FROM %s
-ON CONFLICT (%s, %s) DO UPDATE SET %s
-WHERE t.%s < EXCLUDED.%s`,
-		target, strings.Join(quoted, ", "), strings.Join(quoted, ", "), schemas.QuoteIdent(stage),
-		quoted[0], quoted[1], strings.Join(set, ", "),
-		schemas.QuoteIdent(schemas.ColVersion), schemas.QuoteIdent(schemas.ColVersion))
-	if _, err := tx.Exec(ctx, stmt); err != nil {
-		return fmt.Errorf("upserting %d rows into %s: %w", len(rows), t.Name, err)
-	}
-	return nil
-}
-
-// rowValues lays out a change as a row of t, in column order.
-func rowValues(t schemas.Table, e *schemas.Envelope) []any {
-	vals := make([]any, len(t.Columns))
-	deleted := e.Op == schemas.OpDelete || e.Row == nil
-	for i, c := range t.Columns {
-		switch c.Name {
-		case schemas.ColTenant:
-			vals[i] = e.Tenant
-		case schemas.ColID:
-			vals[i] = e.ID
-		case schemas.ColVersion:
-			vals[i] = e.Version
-		case schemas.ColDeleted:
-			vals[i] = deleted
-		default:
-			if !deleted {
-				vals[i] = e.Row[c.Field]
-			}
-		}
-	}
-	return vals
 }

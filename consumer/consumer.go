@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -18,6 +20,12 @@ import (
 )
 
 // Consumer is one member of the sink's consumer group.
+//
+// Its stage contract: Run consumes until its context is cancelled and then
+// returns ctx.Err(); it owns its partition workers and stops them all before
+// it returns; a record's offset is committed only after the transaction that
+// applied it (or the dead-letter produce that kept it) succeeded, so nothing
+// is left un-acked and nothing is lost.
 type Consumer struct {
 	cfg      Config
 	topics   topic.Config
@@ -25,7 +33,9 @@ type Consumer struct {
 	log      *slog.Logger
 	applier  *applier
 	registry *schemas.Registry
-	regCl    *kgo.Client
+	regCl    *kgo.Client // plain client: schema topic reads, dead-letter produces, admin
+	dlq      *deadLetters
+	metrics  *metrics
 
 	client *kgo.Client
 
@@ -36,7 +46,12 @@ type Consumer struct {
 	// shutdown grace so an in-flight batch can commit.
 	workCtx    context.Context
 	workCancel context.CancelFunc
-	fatal      chan error
+	failOnce   sync.Once
+	failed     chan struct{} // closed by the first fail
+	fatalErr   error         // set before failed is closed
+
+	firstFetch atomic.Int64 // unix nanoseconds of the first fetched record
+	applied    atomic.Int64 // records applied (committed) by this member
 }
 
 type tp struct {
@@ -44,29 +59,50 @@ type tp struct {
 	partition int32
 }
 
-// New connects a group member. Run starts consuming; Close releases the
-// Kafka clients (the pool belongs to the caller).
-func New(ctx context.Context, cfg Config, tc topic.Config, pool *pgxpool.Pool, log *slog.Logger) (*Consumer, error) {
-	c := &Consumer{cfg: cfg, topics: tc, pool: pool, log: log, applier: newApplier(pool),
-		workers: map[tp]*worker{}, fatal: make(chan error, 1)}
-	var err error
+// New connects a group member whose metrics are registered on reg. Run starts
+// consuming; Close releases the Kafka clients (the pool belongs to the
+// caller). With cfg.DLQ it creates the dead-letter topic if it is missing.
+func New(ctx context.Context, cfg Config, tc topic.Config, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer) (*Consumer, error) {
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{cfg: cfg, topics: tc, pool: pool, log: log, applier: newApplier(pool), metrics: m,
+		workers: map[tp]*worker{}, failed: make(chan struct{})}
 	c.regCl, err = topic.NewClient(ctx, tc, log)
 	if err != nil {
 		return nil, err
 	}
 	c.registry = schemas.NewRegistry(c.regCl, tc.Schemas())
+	if cfg.DLQ {
+		if err := topic.EnsureDLQ(ctx, c.regCl, tc); err != nil {
+			c.regCl.Close()
+			return nil, err
+		}
+		c.dlq = &deadLetters{client: c.regCl, topic: tc.DLQ()}
+	}
 
+	partBytes := min(cfg.FetchMaxBytes, topic.MaxRecordBytes+1<<20)
 	opts := []kgo.Opt{
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers come through so that a batch ending in one
+		// commits the offset past it (see worker.commit).
+		kgo.KeepControlRecords(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.MetadataMaxAge(10 * time.Second),
+		kgo.FetchMaxBytes(int32(cfg.FetchMaxBytes)),
+		kgo.FetchMaxPartitionBytes(int32(partBytes)),
+		kgo.BrokerMaxReadBytes(int32(max(2*cfg.FetchMaxBytes, 4*(topic.MaxRecordBytes+1<<20)))),
 		kgo.OnPartitionsAssigned(c.assigned),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
+	}
+	if cfg.MaxConcurrentFetches > 0 {
+		opts = append(opts, kgo.MaxConcurrentFetches(cfg.MaxConcurrentFetches))
 	}
 	if ts := cfg.TopicList(); len(ts) > 0 {
 		opts = append(opts, kgo.ConsumeTopics(ts...))
@@ -87,11 +123,23 @@ func (c *Consumer) Close() {
 	c.regCl.Close()
 }
 
+// Ready reports whether both ends answer: Kafka and the target database.
+func (c *Consumer) Ready(ctx context.Context) error {
+	if err := c.client.Ping(ctx); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	if err := c.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	return nil
+}
+
 // Run consumes until ctx is cancelled (or, with StopAtEnd, until everything
 // that was in the topics at start is applied). On cancel it stops fetching,
 // lets in-flight batches commit within the shutdown grace, commits their
-// offsets and returns ctx.Err(). A record that cannot be applied stops Run
-// with an error before its offset is committed, so nothing is lost.
+// offsets and returns ctx.Err(). A record that can never apply goes to the
+// dead-letter topic; an error that is neither transient nor caused by one
+// record's data stops Run before the offsets of its batch are committed.
 func (c *Consumer) Run(ctx context.Context) error {
 	c.workCtx, c.workCancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer c.workCancel()
@@ -108,12 +156,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	go func() {
 		select {
-		case err := <-c.fatal:
-			c.log.Error("stopping consumer", "err", err)
+		case <-c.failed:
 			stopPolling()
 		case <-pollCtx.Done():
 		}
 	}()
+	if c.cfg.TombstoneRetention > 0 {
+		go c.purgeLoop(pollCtx)
+	}
 
 	for pollCtx.Err() == nil {
 		fetches := c.client.PollRecords(pollCtx, c.cfg.MaxBatch)
@@ -126,19 +176,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 		})
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if len(p.Records) == 0 {
-				return
-			}
-			c.mu.Lock()
-			w := c.workers[tp{p.Topic, p.Partition}]
-			c.mu.Unlock()
-			if w == nil {
-				return // revoked meanwhile; the new owner reads them again
-			}
-			select {
-			case w.recs <- p.Records:
-			case <-w.done: // stopped (lost, or failed): the records stay uncommitted
-			case <-pollCtx.Done():
+			if len(p.Records) > 0 {
+				c.firstFetch.CompareAndSwap(0, time.Now().UnixNano())
+				c.dispatch(pollCtx, p)
 			}
 		})
 		c.client.AllowRebalance()
@@ -146,8 +186,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.shutdown()
 
 	select {
-	case err := <-c.fatal:
-		return err
+	case <-c.failed:
+		return c.fatalErr
 	default:
 	}
 	if c.cfg.StopAtEnd {
@@ -160,6 +200,36 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 	}
 	return ctx.Err()
+}
+
+// blockedAfter is how long handing records to a busy worker may take before
+// the poll loop says that fetching waits for it.
+const blockedAfter = 30 * time.Second
+
+// dispatch hands a partition's polled records to its worker. It blocks while
+// the worker's buffer is full (backpressure: fetching waits for applying).
+func (c *Consumer) dispatch(ctx context.Context, p kgo.FetchTopicPartition) {
+	c.mu.Lock()
+	w := c.workers[tp{p.Topic, p.Partition}]
+	c.mu.Unlock()
+	if w == nil {
+		return // revoked meanwhile; the new owner reads them again
+	}
+	in := polled{recs: p.Records, hwm: p.HighWatermark}
+	blocked := time.NewTimer(blockedAfter)
+	defer blocked.Stop()
+	for {
+		select {
+		case w.in <- in:
+			return
+		case <-w.done: // stopped (revoked, lost, or failed): the records stay uncommitted
+			return
+		case <-ctx.Done():
+			return
+		case <-blocked.C:
+			c.log.Warn("fetching waits for a busy partition worker", "topic", p.Topic, "partition", p.Partition, "waited", blockedAfter)
+		}
+	}
 }
 
 // shutdown lets every worker finish its current batch (within the grace),
@@ -176,28 +246,27 @@ func (c *Consumer) shutdown() {
 	c.stopWorkers(all)
 }
 
-func (c *Consumer) assigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+func (c *Consumer) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for t, ps := range assigned {
 		for _, p := range ps {
-			w := &worker{c: c, topic: t, partition: p,
-				recs: make(chan []*kgo.Record, 2), quit: make(chan struct{}), done: make(chan struct{})}
+			w := newWorker(c, t, p)
 			c.workers[tp{t, p}] = w
 			go w.run()
 		}
 	}
-	c.log.Debug("partitions assigned", "partitions", assigned)
+	c.log.Info("partitions assigned", "partitions", assigned)
 }
 
 // revoked waits for the workers of the revoked partitions to finish their
 // in-flight batch (and commit it) before the partitions move.
-func (c *Consumer) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+func (c *Consumer) revoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	c.stopWorkers(revoked)
-	c.log.Debug("partitions revoked", "partitions", revoked)
+	c.log.Info("partitions revoked", "partitions", revoked)
 }
 
-func (c *Consumer) lost(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+func (c *Consumer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	c.stopWorkers(lost)
 	c.log.Warn("partitions lost", "partitions", lost)
 }
@@ -217,80 +286,20 @@ func (c *Consumer) stopWorkers(parts map[string][]int32) {
 	c.mu.Unlock()
 	for _, w := range stopping {
 		<-w.done
+		c.metrics.forget(w.topic, w.partition)
 	}
 }
 
+// fail stops the consumer with err (the first error wins); Run returns it.
 func (c *Consumer) fail(err error) {
-	select {
-	case c.fatal <- err:
-	default:
-	}
+	c.failOnce.Do(func() {
+		c.fatalErr = err
+		close(c.failed)
+	})
 }
 
-// worker applies one partition's records in offset order.
-type worker struct {
-	c         *Consumer
-	topic     string
-	partition int32
-	recs      chan []*kgo.Record
-	quit      chan struct{}
-	done      chan struct{}
-}
-
-func (w *worker) run() {
-	defer close(w.done)
-	for {
-		select {
-		case <-w.quit:
-			return
-		case recs := <-w.recs:
-			if err := w.apply(recs); err != nil {
-				if !errors.Is(err, context.Canceled) {
-					w.c.fail(err)
-				}
-				return
-			}
-		}
-	}
-}
-
-// apply applies one batch, retrying transient database errors with backoff,
-// then commits the batch's offsets.
-func (w *worker) apply(recs []*kgo.Record) error {
-	ctx := w.c.workCtx
-	changes, err := decode(ctx, w.c.registry, recs)
-	if err != nil {
-		return err
-	}
-	backoff := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err = w.c.applier.apply(ctx, changes)
-		if err == nil {
-			break
-		}
-		if !retryable(err) || ctx.Err() != nil {
-			return fmt.Errorf("applying %s/%d offsets %d-%d: %w",
-				w.topic, w.partition, recs[0].Offset, recs[len(recs)-1].Offset, err)
-		}
-		w.c.log.Warn("transient database error, retrying", "topic", w.topic, "partition", w.partition,
-			"attempt", attempt, "backoff", backoff, "err", err)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
-	// The transaction committed: only now may the offsets move.
-	if err := w.c.client.CommitRecords(ctx, recs[len(recs)-1]); err != nil {
-		// Not fatal: the next owner re-applies these records, and the
-		// version guard makes that a no-op.
-		w.c.log.Warn("committing offsets", "topic", w.topic, "partition", w.partition, "err", err)
-	}
-	return nil
-}
-
-// endOffsets lists the end offsets of every topic this consumer reads.
+// endOffsets lists the last stable offsets (read_committed ends) of every
+// topic this consumer reads.
 func (c *Consumer) endOffsets(ctx context.Context) (kadm.ListedOffsets, error) {
 	adm := kadm.NewClient(c.regCl)
 	names := c.cfg.TopicList()
@@ -309,7 +318,7 @@ func (c *Consumer) endOffsets(ctx context.Context) (kadm.ListedOffsets, error) {
 	if len(names) == 0 {
 		return kadm.ListedOffsets{}, nil
 	}
-	ends, err := adm.ListEndOffsets(ctx, names...)
+	ends, err := adm.ListCommittedOffsets(ctx, names...)
 	if err != nil {
 		return nil, fmt.Errorf("listing end offsets: %w", err)
 	}
@@ -320,9 +329,9 @@ func (c *Consumer) endOffsets(ctx context.Context) (kadm.ListedOffsets, error) {
 }
 
 // waitApplied returns (and calls stop) once the group's committed offsets
-// reach ends on every partition. (A partition whose last entry is a
-// transaction marker needs the position past it; records topics written
-// without transactions have none.)
+// reach ends on every partition. Transaction markers are delivered to the
+// workers (KeepControlRecords) and committed past, so a partition whose last
+// entry is a marker reaches its end offset too.
 func (c *Consumer) waitApplied(ctx context.Context, ends kadm.ListedOffsets, stop func()) error {
 	adm := kadm.NewClient(c.regCl)
 	tick := time.NewTicker(200 * time.Millisecond)
@@ -341,7 +350,17 @@ func (c *Consumer) waitApplied(ctx context.Context, ends kadm.ListedOffsets, sto
 				}
 			})
 			if !behind {
-				c.log.Info("applied everything that was in the topics at start; stopping")
+				n := c.applied.Load()
+				elapsed := time.Duration(0)
+				if first := c.firstFetch.Load(); first > 0 {
+					elapsed = time.Since(time.Unix(0, first))
+				}
+				rate := 0.0
+				if elapsed > 0 {
+					rate = float64(n) / elapsed.Seconds()
+				}
+				c.log.Info("applied everything that was in the topics at start; stopping",
+					"records", n, "since_first_fetch", elapsed.Round(time.Millisecond), "records_per_second", int64(rate))
 				stop()
 				return nil
 			}

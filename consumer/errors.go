@@ -9,6 +9,11 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
+// ErrPoison marks a record that can never apply: its value does not decode,
+// its schema is unknown, or the database rejects its data. Such a record goes
+// to the dead-letter topic (or, with the topic off, stops the consumer).
+var ErrPoison = errors.New("record can never apply")
+
 // retryable reports whether a database error is transient: the same batch may
 // succeed if applied again (connection lost, server shutting down,
 // serialization failure, deadlock). Decided by pgconn.SafeToRetry and by
@@ -47,3 +52,33 @@ func retryable(err error) bool {
 	return pgconn.Timeout(err) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }
+
+// dataRejected reports whether a non-retryable error may be caused by the
+// data of a record rather than by the database or the consumer: SQLSTATE
+// class 22 (data exception: a value out of range, a NUL byte in text, ...),
+// class 23 (integrity constraint violation), 54000 (program limit exceeded:
+// a row too large), or a value the client could not encode for COPY. A batch
+// failing this way is split until the records at fault are found; any other
+// error stops the consumer before anything is committed.
+func dataRejected(err error) bool {
+	if err == nil || retryable(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code[:2] {
+		case "22", "23":
+			return true
+		}
+		return pgErr.Code == "54000"
+	}
+	var ce *copyEncodeError
+	return errors.As(err, &ce)
+}
+
+// copyEncodeError is a COPY that failed on the client side, which pgx reports
+// without a type of its own: a row value it cannot encode as its column.
+type copyEncodeError struct{ err error }
+
+func (e *copyEncodeError) Error() string { return e.err.Error() }
+func (e *copyEncodeError) Unwrap() error { return e.err }

@@ -2,20 +2,24 @@
 #
 # services.sh - local test services for docshift (MongoDB -> Kafka -> PostgreSQL).
 #
-# Usage: scripts/services.sh up|down|status|env
+# Usage: scripts/services.sh up|down|status|env|restart-pg-restart
 #
-#   up      Start (or keep) three real servers as local background processes and wait
+#   up      Start (or keep) the real servers as local background processes and wait
 #           until each is ready:
 #             kafka     Apache Kafka 4.1.1, single KRaft node      127.0.0.1:19092
 #             postgres  PostgreSQL 15                             127.0.0.1:15432
+#             postgres-restart  a second PostgreSQL 15, only for  127.0.0.1:15433
+#                       the test that restarts its server mid-load
 #             mongo     mongo-java-server (in memory, oplog on)   127.0.0.1:27117
 #           Services that are already running are left alone (after a readiness check).
 #           Installs missing Debian packages (Java 17, Maven, PostgreSQL 15) with apt-get.
 #           Writes .services/env and prints it.
-#   down    Stop all three (pid files in .services/) and wipe their data.
-#   status  Say which services are up (exit status 0 only if all three are).
+#   down    Stop them all (pid files in .services/) and wipe their data.
+#   status  Say which services are up (exit status 0 only if all are).
 #   env     Print .services/env (export KAFKA_SEEDS=..., KAFKA_CLUSTER_ID=..., PG_URL=...,
-#           MONGO_URI=...; KAFKA_CLUSTER_ID is the id the broker's storage was formatted with).
+#           MONGO_URI=..., PG_RESTART_URL=..., PG_RESTART_CTL=...; KAFKA_CLUSTER_ID is the id
+#           the broker's storage was formatted with; PG_RESTART_CTL is the command below).
+#   restart-pg-restart  Restart the postgres-restart server (fast stop, start, wait ready).
 #
 # Typical use:   scripts/services.sh up && . .services/env && go test ./...
 #
@@ -353,6 +357,92 @@ stop_postgres() {
   rm -rf "$PG_RUN_DIR"
 }
 
+# ------------------------------------------------------- postgres-restart --
+# A second PostgreSQL server, only for the test that restarts its server mid-load
+# (consumer.TestPostgresRestartMidLoad): restarting the shared one would break the
+# tests that run beside it. Same binaries, user and settings; its own port and data dir.
+
+PGR_PORT=15433
+PGR_DIR="$PG_RUN_DIR/pg-restart"
+PGR_DATA="$PGR_DIR/data"
+PG_RESTART_URL="postgres://postgres@$HOST:$PGR_PORT/$PG_DB?sslmode=disable"
+
+pgr_pidfile() { printf '%s' "$SERVICES_DIR/postgres-restart.pid"; }
+pgr_logfile() { printf '%s' "$LOG_DIR/postgres-restart.log"; }
+
+pgr_ready() { "$PG_BIN/pg_isready" -q -h "$HOST" -p "$PGR_PORT" -U postgres -d postgres; }
+
+pgr_running() { pid_alive "$(pgr_pidfile)" "$PG_MARKER"; }
+
+# pgr_start_server: start the server on its existing data dir and wait until it answers.
+pgr_start_server() {
+  setsid -w runuser -u "$PG_USER" -- "$PG_BIN/pg_ctl" start -D "$PGR_DATA" -w -t "$READY_TIMEOUT" \
+    >>"$(pgr_logfile)" 2>&1 </dev/null ||
+    fail_service postgres-restart "$(pgr_logfile)" "did not start (pg_ctl start failed)"
+  head -n 1 "$PGR_DATA/postmaster.pid" >"$(pgr_pidfile)"
+  wait_ready postgres-restart "$(pgr_logfile)" "$(pgr_pidfile)" "$PG_MARKER" pgr_ready
+}
+
+# start_pg_restart: initdb + start + create the database.
+start_pg_restart() {
+  local logfile
+  logfile=$(pgr_logfile)
+  ensure_port_free postgres-restart "$PGR_PORT"
+  ensure_pg_user
+
+  rm -rf "$PGR_DIR"
+  mkdir -p "$PGR_DATA"
+  chmod 755 "$PG_RUN_DIR"
+  chown -R "$PG_USER:" "$PGR_DIR"
+  chmod 700 "$PGR_DATA"
+  [[ -f $logfile ]] && mv -f "$logfile" "$logfile.prev"
+
+  as_pg "$PG_BIN/initdb" -D "$PGR_DATA" -U postgres --auth=trust -E UTF8 --locale=C -N \
+    >"$logfile" 2>&1 || fail_service postgres-restart "$logfile" "initdb failed"
+  cat >>"$PGR_DATA/postgresql.conf" <<EOF
+
+# --- docshift test settings (scripts/services.sh, restart-test server) ---
+listen_addresses = '$HOST'
+port = $PGR_PORT
+unix_socket_directories = '$PGR_DIR'
+max_connections = 100
+shared_buffers = 32MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+log_min_messages = warning
+log_connections = off
+EOF
+  pgr_start_server
+  "$PG_BIN/psql" -q -h "$HOST" -p "$PGR_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+    -c "CREATE DATABASE $PG_DB" >>"$logfile" 2>&1 ||
+    fail_service postgres-restart "$logfile" "could not create database $PG_DB"
+}
+
+check_running_pg_restart() {
+  wait_ready postgres-restart "$(pgr_logfile)" "$(pgr_pidfile)" "$PG_MARKER" pgr_ready
+}
+
+# restart_pg_restart: stop the server (fast: open connections are cut, as in a failover)
+# and start it again on the same data.
+restart_pg_restart() {
+  pgr_running || die "postgres-restart is not running: run scripts/services.sh up"
+  as_pg "$PG_BIN/pg_ctl" stop -D "$PGR_DATA" -m fast -w -t 30 >>"$(pgr_logfile)" 2>&1 ||
+    fail_service postgres-restart "$(pgr_logfile)" "did not stop (pg_ctl stop failed)"
+  pgr_start_server
+  log "postgres-restart: restarted (pid $(<"$(pgr_pidfile)"))"
+}
+
+stop_pg_restart() {
+  if pgr_running && [[ -f $PGR_DATA/postmaster.pid ]]; then
+    if as_pg "$PG_BIN/pg_ctl" stop -D "$PGR_DATA" -m fast -w -t 30 >/dev/null 2>&1; then
+      log "postgres-restart: stopped"
+    fi
+  fi
+  stop_pid postgres-restart "$(pgr_pidfile)" "$PG_MARKER" # signals only if pg_ctl failed
+  rm -rf "$PGR_DIR"
+}
+
 # ------------------------------------------------------------------ mongo --
 
 mongo_pidfile() { printf '%s' "$SERVICES_DIR/mongo.pid"; }
@@ -423,11 +513,13 @@ export KAFKA_SEEDS=$KAFKA_SEEDS
 export KAFKA_CLUSTER_ID=$KAFKA_CLUSTER_ID
 export PG_URL=$PG_URL
 export MONGO_URI=$MONGO_URI
+export PG_RESTART_URL=$PG_RESTART_URL
+export PG_RESTART_CTL=$(printf '%q' "$SCRIPT_DIR/services.sh restart-pg-restart")
 EOF
 }
 
 cmd_up() {
-  local t0 t kafka_was_up=false mongo_was_up=false pg_was_up=false
+  local t0 t kafka_was_up=false mongo_was_up=false pg_was_up=false pgr_was_up=false
   t0=$(now)
   mkdir -p "$SERVICES_DIR" "$LOG_DIR" "$CACHE_DIR"
   ensure_packages
@@ -441,6 +533,7 @@ cmd_up() {
   fi
   if mongo_running; then mongo_was_up=true; else ensure_port_free mongo "$MONGO_PORT"; fi
   if postgres_running; then pg_was_up=true; else ensure_port_free postgres "$PG_PORT"; fi
+  if pgr_running; then pgr_was_up=true; else ensure_port_free postgres-restart "$PGR_PORT"; fi
 
   # Kafka and mongo start in the background while postgres is set up; then wait for both.
   t=$(now)
@@ -453,6 +546,13 @@ cmd_up() {
   else
     start_postgres
     log "postgres: ready on $HOST:$PG_PORT (started in $(elapsed "$t"))"
+  fi
+  if [[ $pgr_was_up == true ]]; then
+    check_running_pg_restart
+    log "postgres-restart: already running (pid $(<"$(pgr_pidfile)"))"
+  else
+    start_pg_restart
+    log "postgres-restart: ready on $HOST:$PGR_PORT (started in $(elapsed "$t"))"
   fi
 
   if [[ $kafka_was_up == true ]]; then
@@ -478,6 +578,7 @@ cmd_up() {
 cmd_down() {
   stop_kafka
   stop_mongo
+  stop_pg_restart # before stop_postgres, which removes their common run dir
   stop_postgres
   rm -f "$ENV_FILE"
   log "all services down"
@@ -495,6 +596,12 @@ cmd_status() {
     echo "postgres: up   (pid $(<"$(pg_pidfile)"), $HOST:$PG_PORT, data in $PG_DATA)"
   else
     echo "postgres: down"
+    all=1
+  fi
+  if pgr_running && pgr_ready; then
+    echo "postgres-restart: up (pid $(<"$(pgr_pidfile)"), $HOST:$PGR_PORT, for the restart test)"
+  else
+    echo "postgres-restart: down"
     all=1
   fi
   if mongo_running && mongo_ready; then
@@ -517,6 +624,7 @@ main() {
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
+  restart-pg-restart) restart_pg_restart ;;
   *)
     sed -n '3,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
     exit 2

@@ -56,6 +56,10 @@ func (c *Config) Records(database, collection string) string {
 // records topics only.
 func (c *Config) Schemas() string { return c.Prefix + "-schemas" }
 
+// DLQ returns the dead-letter topic's name: records the consumer could never
+// apply, with the reason in their headers.
+func (c *Config) DLQ() string { return c.Prefix + "-dlq" }
+
 // RecordsPattern is a regular expression matching every records topic.
 func (c *Config) RecordsPattern() string { return "^" + regexp.QuoteMeta(c.Prefix) + `\.` }
 
@@ -85,6 +89,18 @@ func EnsureRecords(ctx context.Context, cl *kgo.Client, cfg Config, names ...str
 func EnsureSchemas(ctx context.Context, cl *kgo.Client, cfg Config) error {
 	configs := map[string]*string{"cleanup.policy": ptr("compact")}
 	return ensure(ctx, cl, 1, int16(cfg.ReplicationFactor), configs, cfg.Schemas())
+}
+
+// EnsureDLQ creates the dead-letter topic if it does not exist: not
+// compacted (two bad records of one key are both kept) and never expired, so
+// a dead letter stays until someone deals with it.
+func EnsureDLQ(ctx context.Context, cl *kgo.Client, cfg Config) error {
+	configs := map[string]*string{
+		"cleanup.policy":    ptr("delete"),
+		"retention.ms":      ptr("-1"),
+		"max.message.bytes": ptr(strconv.Itoa(MaxRecordBytes)),
+	}
+	return ensure(ctx, cl, 1, int16(cfg.ReplicationFactor), configs, cfg.DLQ())
 }
 
 func ensure(ctx context.Context, cl *kgo.Client, partitions int32, rf int16, configs map[string]*string, names ...string) error {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/docshift/docshift/consumer"
 	"github.com/docshift/docshift/demo"
+	"github.com/docshift/docshift/monitor"
 	"github.com/docshift/docshift/schemas"
 	"github.com/docshift/docshift/snapshot"
 	"github.com/docshift/docshift/source"
@@ -60,13 +61,15 @@ func runSnapshot(ctx context.Context, args []string, e *env) error {
 func runConsume(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("consume", "consume [flags]")
 	tcfg, pcfg, ccfg := topic.DefaultConfig(), target.DefaultConfig(), consumer.DefaultConfig()
+	var mcfg monitor.Config
 	tcfg.RegisterFlags(fs)
 	pcfg.RegisterFlags(fs)
 	ccfg.RegisterFlags(fs)
+	mcfg.RegisterFlags(fs, ":9464")
 	if err := parse(fs, args, e, false); err != nil {
 		return err
 	}
-	if err := validate(fs, e, &tcfg, &pcfg, &ccfg); err != nil {
+	if err := validate(fs, e, &tcfg, &pcfg, &ccfg, &mcfg); err != nil {
 		return err
 	}
 	pool, err := target.Connect(ctx, pcfg)
@@ -74,11 +77,18 @@ func runConsume(ctx context.Context, args []string, e *env) error {
 		return err
 	}
 	defer pool.Close()
-	c, err := consumer.New(ctx, ccfg, tcfg, pool, e.log)
+	mon := monitor.New()
+	c, err := consumer.New(ctx, ccfg, tcfg, pool, e.log, mon.Registry)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	mon.AddCheck("consumer", c.Ready)
+	mctx, stopMonitor := context.WithCancel(ctx)
+	defer stopMonitor()
+	if err := mon.Serve(mctx, mcfg, e.log); err != nil {
+		return err
+	}
 	return c.Run(ctx)
 }
 
