@@ -2,184 +2,308 @@ package snapshot
 
 import (
 	"context"
-	"flag"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/docshift/docshift/schemas"
-	"github.com/docshift/docshift/source"
 	"github.com/docshift/docshift/topic"
 )
 
-// Config holds the snapshot's own settings.
-type Config struct {
-	BatchSize int // documents per find batch
-}
-
-// DefaultConfig returns the defaults.
-func DefaultConfig() Config { return Config{BatchSize: 1000} }
-
-// RegisterFlags registers the snapshot flags on fs.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "documents per MongoDB find batch")
-}
-
-// Validate names the first bad field.
-func (c *Config) Validate() error {
-	if c.BatchSize < 1 {
-		return fmt.Errorf("batch-size: %d, want at least 1", c.BatchSize)
-	}
-	return nil
-}
-
-// Snapshot reads mapped collections and publishes their documents.
+// Snapshot runs one snapshot process: unless it is a worker only, it plans
+// the chunks of every mapped collection and publishes them as tasks; it runs
+// cfg.Workers chunk readers; and it waits until every chunk of the run is
+// done, reporting progress.
 type Snapshot struct {
 	cfg      Config
 	mapping  *schemas.Mapping
 	mongo    *mongo.Client
-	kafka    *kgo.Client
 	topics   topic.Config
-	registry *schemas.Registry
 	log      *slog.Logger
+	reg      prometheus.Registerer
+	progress io.Writer
 }
 
-// New returns a snapshot. The Kafka client must be a plain (non-group)
-// producer client; it is also used for the schema registry.
-func New(cfg Config, m *schemas.Mapping, mc *mongo.Client, kc *kgo.Client, tc topic.Config, log *slog.Logger) *Snapshot {
-	return &Snapshot{
-		cfg: cfg, mapping: m, mongo: mc, kafka: kc, topics: tc, log: log,
-		registry: schemas.NewRegistry(kc, tc.Schemas()),
-	}
+// New returns a snapshot process. Metrics are registered on reg (nil: none);
+// progress is written to progress (nil: none), redrawn in place when it is a
+// terminal and logged every few seconds otherwise.
+func New(cfg Config, m *schemas.Mapping, mc *mongo.Client, tc topic.Config, log *slog.Logger,
+	reg prometheus.Registerer, progress io.Writer) *Snapshot {
+	return &Snapshot{cfg: cfg, mapping: m, mongo: mc, topics: tc, log: log, reg: reg, progress: progress}
 }
 
-// CollectionStats counts what a snapshot of one collection did.
+// CollectionStats is what the current run did for one collection, as
+// recorded in the state topic (by every process of the run).
 type CollectionStats struct {
-	Source    schemas.Namespace
+	Source    string // database.collection
 	Topic     string
 	Documents int64
-	Conflicts int64 // values kept in _extra because they did not fit their column
-	Elapsed   time.Duration
+	Chunks    int
+	Elapsed   time.Duration // since the run started
 }
 
-// Run snapshots every mapped collection in turn. It returns ctx.Err() if ctx is
-// cancelled, and returns only once every record produced is acknowledged.
+// Run takes part in the current snapshot run (starting one if there is none,
+// or if cfg.Restart) until every chunk of it is done. It returns ctx.Err() if
+// ctx is cancelled, after its workers have aborted their open transactions;
+// the chunks they were reading are read again by the next run of any
+// snapshot process. It returns what the run recorded per collection.
 func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
-	if err := topic.EnsureSchemas(ctx, s.kafka, s.topics); err != nil {
+	admin, err := topic.NewClient(ctx, s.topics, s.log)
+	if err != nil {
 		return nil, err
 	}
-	var stats []CollectionStats
-	for i := range s.mapping.Collections {
-		st, err := s.collection(ctx, &s.mapping.Collections[i])
-		if err != nil {
-			return stats, err
-		}
-		stats = append(stats, st)
+	defer admin.Close()
+	if err := topic.EnsureSchemas(ctx, admin, s.topics); err != nil {
+		return nil, err
 	}
-	return stats, nil
-}
-
-// produceErr keeps the first error of asynchronous produce callbacks.
-type produceErr struct {
-	once sync.Once
-	err  atomic.Pointer[error]
-}
-
-func (p *produceErr) set(err error) { p.once.Do(func() { p.err.Store(&err) }) }
-
-func (p *produceErr) get() error {
-	if e := p.err.Load(); e != nil {
-		return *e
+	if err := topic.EnsureState(ctx, admin, s.topics); err != nil {
+		return nil, err
 	}
-	return nil
-}
-
-func (s *Snapshot) collection(ctx context.Context, c *schemas.Collection) (CollectionStats, error) {
-	start := time.Now()
-	st := CollectionStats{Source: c.Source, Topic: s.topics.Records(c.Source.Database, c.Source.Collection)}
-	if err := topic.EnsureRecords(ctx, s.kafka, s.topics, st.Topic); err != nil {
-		return st, err
+	if err := topic.EnsureSnapshotTasks(ctx, admin, s.topics, s.cfg.TaskPartitions); err != nil {
+		return nil, err
 	}
-	schema, err := schemas.NewSchema(c.Source, c.TargetTable())
+
+	f, err := newFollower(ctx, s.topics, s.log)
 	if err != nil {
-		return st, err
+		return nil, err
 	}
-	if err := s.registry.Register(ctx, schema); err != nil {
-		return st, err
-	}
+	defer f.close()
+	fctx, stopFollowing := context.WithCancel(ctx)
+	defer stopFollowing()
+	go f.run(fctx)
 
-	// The version of every row read below: taken before the read starts, so a
-	// change made while the read runs carries a later version and wins.
-	ts, err := source.ClusterTime(ctx, s.mongo)
+	m, err := newMetrics(s.reg, f)
 	if err != nil {
-		return st, fmt.Errorf("snapshot of %s: %w", c.Source, err)
+		return nil, fmt.Errorf("registering snapshot metrics: %w", err)
 	}
-	version := schemas.Version(ts)
+	sh := &shared{cfg: s.cfg, mapping: s.mapping, mongo: s.mongo, topics: s.topics,
+		registry: schemas.NewRegistry(admin, s.topics.Schemas()), follower: f, metrics: m, log: s.log,
+		schemas: map[string]*schemas.Schema{}}
 
-	coll := s.mongo.Database(c.Source.Database).Collection(c.Source.Collection)
-	cur, err := coll.Find(ctx, bson.D{}, options.Find().
-		SetSort(bson.D{{Key: "_id", Value: 1}}).
-		SetBatchSize(int32(s.cfg.BatchSize)))
-	if err != nil {
-		return st, fmt.Errorf("snapshot of %s: reading: %w", c.Source, err)
+	var planner *kgo.Client
+	if !s.cfg.WorkerOnly {
+		planner, err = topic.NewClient(ctx, s.topics, s.log,
+			kgo.TransactionalID(fmt.Sprintf("%s-snapshot-%s-plan", s.topics.Prefix, s.cfg.WorkerID)),
+			kgo.TransactionTimeout(s.cfg.TxnTimeout),
+			kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+		if err != nil {
+			return nil, err
+		}
+		defer planner.Close()
+		if err := s.prepare(ctx, sh, planner); err != nil {
+			return nil, err
+		}
 	}
-	defer cur.Close(context.WithoutCancel(ctx))
 
-	var perr produceErr
-	var buf []byte
-	for cur.Next(ctx) {
-		if err := perr.get(); err != nil {
-			break
-		}
-		doc, err := c.Normalize(c.Source.Database, cur.Current)
+	wctx, stopWorkers := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	werr := make(chan error, s.cfg.Workers)
+	defer func() {
+		stopWorkers()
+		wg.Wait()
+	}()
+	for i := range s.cfg.Workers {
+		w, err := newWorker(ctx, sh, i)
 		if err != nil {
-			return st, fmt.Errorf("snapshot of %s: %w", c.Source, err)
+			return nil, err
 		}
-		if len(doc.Conflicts) > 0 {
-			st.Conflicts += int64(len(doc.Conflicts))
-		}
-		env := &schemas.Envelope{
-			Op: schemas.OpRead, Version: version, Tenant: doc.Tenant, ID: doc.ID, Row: doc.Row,
-			Source: schemas.Source{Database: c.Source.Database, Collection: c.Source.Collection,
-				ClusterTime: version, Snapshot: true},
-		}
-		buf, err = schema.Encode(buf[:0], env)
-		if err != nil {
-			return st, err
-		}
-		rec := &kgo.Record{Topic: st.Topic, Key: schemas.Key(doc.Tenant, doc.ID), Value: append([]byte(nil), buf...)}
-		// Produce blocks while the client's buffer is full: that bounds the
-		// documents in flight.
-		s.kafka.Produce(ctx, rec, func(r *kgo.Record, err error) {
-			if err != nil {
-				perr.set(fmt.Errorf("producing %s to %s: %w", r.Key, r.Topic, err))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.run(wctx); err != nil && wctx.Err() == nil {
+				werr <- err
 			}
-		})
-		st.Documents++
+		}()
 	}
-	if err := cur.Err(); err != nil {
-		return st, fmt.Errorf("snapshot of %s: reading: %w", c.Source, err)
+
+	st, err := s.watch(ctx, f, planner, werr)
+	if err != nil {
+		return nil, err
 	}
-	if err := s.kafka.Flush(ctx); err != nil {
-		return st, fmt.Errorf("snapshot of %s: flushing: %w", c.Source, err)
+	return stats(st), nil
+}
+
+// prepare makes sure the current run exists and every mapped collection is
+// planned in it: a collection's plan and its tasks are written in one
+// transaction, so a crash leaves either both or neither.
+func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client) error {
+	st, err := sh.follower.sync(ctx)
+	if err != nil {
+		return err
 	}
-	if err := perr.get(); err != nil {
-		return st, fmt.Errorf("snapshot of %s: %w", c.Source, err)
+	if s.cfg.Restart || st.Run == 0 {
+		run := st.Run + 1
+		b, _ := jsonMarshal(runRecord{Run: run, Started: time.Now().UTC()})
+		if err := transact(ctx, planner, &kgo.Record{Topic: s.topics.State(), Key: runKey(), Value: b}); err != nil {
+			return fmt.Errorf("recording snapshot run %d: %w", run, err)
+		}
+		s.log.Info("snapshot run started", "run", run, "restart", s.cfg.Restart)
+		if st, err = sh.follower.waitFor(ctx, func(st *State) bool { return st.Run == run }); err != nil {
+			return err
+		}
+	} else {
+		s.log.Info("resuming snapshot run", "run", st.Run, "chunks_done", len(st.Done))
 	}
-	if err := ctx.Err(); err != nil {
-		return st, err
+	for i := range s.mapping.Collections {
+		c := &s.mapping.Collections[i]
+		ns := c.Source.String()
+		recTopic := s.topics.Records(c.Source.Database, c.Source.Collection)
+		if err := topic.EnsureRecords(ctx, planner, s.topics, recTopic); err != nil {
+			return err
+		}
+		if _, err := sh.schema(ctx, c); err != nil {
+			return err
+		}
+		if _, ok := st.Plans[ns]; ok {
+			continue
+		}
+		coll := s.mongo.Database(c.Source.Database).Collection(c.Source.Collection)
+		count, size, chunks, err := plan(ctx, coll, ns, s.cfg)
+		if err != nil {
+			return err
+		}
+		p := Plan{Run: st.Run, Namespace: ns, Topic: recTopic, Documents: count, Bytes: size,
+			Chunks: chunks, PlannedAt: time.Now().UTC()}
+		b, err := jsonMarshal(p)
+		if err != nil {
+			return fmt.Errorf("recording the plan of %s: %w", ns, err)
+		}
+		recs := []*kgo.Record{{Topic: s.topics.State(), Key: planKey(st.Run, ns), Value: b}}
+		if !st.Complete.IsZero() { // a collection joins a finished run: reopen it
+			recs = append(recs, &kgo.Record{Topic: s.topics.State(), Key: completeKey(st.Run)})
+			st.Complete = time.Time{}
+		}
+		for _, ch := range chunks {
+			tb, err := jsonMarshal(task{Run: st.Run, Chunk: ch})
+			if err != nil {
+				return fmt.Errorf("publishing the tasks of %s: %w", ns, err)
+			}
+			recs = append(recs, &kgo.Record{Topic: s.topics.SnapshotTasks(), Key: []byte(ch.ID()), Value: tb})
+		}
+		if err := transact(ctx, planner, recs...); err != nil {
+			return fmt.Errorf("publishing the plan of %s: %w", ns, err)
+		}
+		s.log.Info("planned", "collection", ns, "documents", count, "chunks", len(chunks), "run", st.Run)
 	}
-	st.Elapsed = time.Since(start)
-	if st.Conflicts > 0 {
-		s.log.Warn("values did not fit their columns and were kept in _extra",
-			"collection", c.Source.String(), "count", st.Conflicts)
+	_, err = sh.follower.waitFor(ctx, s.allPlanned)
+	return err
+}
+
+// transact writes recs in one transaction of the transactional client cl.
+func transact(ctx context.Context, cl *kgo.Client, recs ...*kgo.Record) error {
+	if err := cl.BeginTransaction(); err != nil {
+		return err
 	}
-	return st, nil
+	err := cl.ProduceSync(ctx, recs...).FirstErr()
+	commit := kgo.TransactionEndTry(err == nil)
+	if eerr := cl.EndTransaction(context.WithoutCancel(ctx), commit); eerr != nil && err == nil {
+		err = eerr
+	}
+	return err
+}
+
+// watch waits until the run is complete, a worker fails or ctx is done, and
+// reports progress meanwhile. The planning process (planner != nil) records
+// the run's completion; a worker-only process waits for that record.
+func (s *Snapshot) watch(ctx context.Context, f *follower, planner *kgo.Client, werr <-chan error) (*State, error) {
+	interval := s.cfg.Progress
+	term := s.progress != nil && IsTerminal(s.progress)
+	if !term {
+		interval = max(interval, 10*time.Second)
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	var r rates
+	drawn := 0
+	report := func(st *State) {
+		if s.progress == nil || st.Run == 0 {
+			return
+		}
+		now := time.Now()
+		ps := st.Progress()
+		if term {
+			var b strings.Builder
+			if drawn > 0 {
+				fmt.Fprintf(&b, "\x1b[%dA", drawn)
+			}
+			for _, p := range ps {
+				fmt.Fprintf(&b, "\r\x1b[K%s\n", progressLine(p, r.rate(now, p)))
+			}
+			drawn = len(ps)
+			_, _ = io.WriteString(s.progress, b.String())
+			return
+		}
+		for _, p := range ps {
+			s.log.Info("snapshot progress", "progress", progressLine(p, r.rate(now, p)))
+		}
+	}
+	for {
+		st, changed, err := f.snapshot()
+		if err != nil {
+			return nil, err
+		}
+		if st.Run > 0 && st.AllDone() && (planner == nil || s.allPlanned(st)) {
+			if planner != nil && st.Complete.IsZero() {
+				b, _ := jsonMarshal(completeRecord{Run: st.Run, At: time.Now().UTC()})
+				if err := transact(ctx, planner, &kgo.Record{Topic: s.topics.State(), Key: completeKey(st.Run), Value: b}); err != nil {
+					return nil, fmt.Errorf("recording the completion of run %d: %w", st.Run, err)
+				}
+				run := st.Run
+				if st, err = f.waitFor(ctx, func(st *State) bool { return st.Run != run || !st.Complete.IsZero() }); err != nil {
+					return nil, err
+				}
+			}
+			if !st.Complete.IsZero() {
+				if term {
+					report(st)
+				}
+				return st, nil
+			}
+		}
+		select {
+		case <-changed:
+		case <-tick.C:
+			report(st)
+		case err := <-werr:
+			return nil, err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// allPlanned reports whether every mapped collection has a plan in st.
+func (s *Snapshot) allPlanned(st *State) bool {
+	for i := range s.mapping.Collections {
+		if _, ok := st.Plans[s.mapping.Collections[i].Source.String()]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func stats(st *State) []CollectionStats {
+	var out []CollectionStats
+	for _, p := range st.Progress() {
+		out = append(out, CollectionStats{Source: p.Namespace, Topic: p.Topic, Documents: p.DocumentsDone,
+			Chunks: p.Chunks, Elapsed: st.Complete.Sub(st.Started)})
+	}
+	return out
+}
+
+func jsonMarshal(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, errors.Join(ErrBadState, err)
+	}
+	return b, nil
 }

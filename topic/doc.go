@@ -1,5 +1,6 @@
 // Package topic owns docshift's Kafka side: connecting to the cluster, naming
-// the topics (one per source collection, plus the schema topic), and creating
+// the topics (one per source collection, plus the schema topic and the
+// snapshot's task and state topics), and creating
 // them with the settings the pipeline relies on.
 //
 // Its promises: records topics are compacted with a minimum compaction lag, so

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -22,10 +23,26 @@ const MaxRecordBytes = 20 << 20
 // address fails here with an error that names it rather than later in a
 // retry loop.
 func NewClient(ctx context.Context, cfg Config, log *slog.Logger, opts ...kgo.Opt) (*kgo.Client, error) {
+	cl, err := kgo.NewClient(ClientOpts(cfg, log, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client for %s: %w", cfg.Seeds, err)
+	}
+	if err := Ping(ctx, cfg, cl); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return cl, nil
+}
+
+// ClientOpts returns the options every docshift Kafka client uses (seeds,
+// timeouts, record size limits, logging) followed by opts, for callers that
+// build a client kind NewClient does not, such as a GroupTransactSession.
+func ClientOpts(cfg Config, log *slog.Logger, opts ...kgo.Opt) []kgo.Opt {
 	base := []kgo.Opt{
 		kgo.SeedBrokers(cfg.SeedList()...),
 		kgo.DialTimeout(cfg.DialTimeout),
 		kgo.ProducerBatchMaxBytes(MaxRecordBytes),
+		kgo.RecordPartitioner(Partitioner()),
 		kgo.FetchMaxPartitionBytes(MaxRecordBytes + 1<<20),
 		kgo.FetchMaxBytes(2 * (MaxRecordBytes + 1<<20)),
 		kgo.BrokerMaxReadBytes(4 * (MaxRecordBytes + 1<<20)),
@@ -33,18 +50,24 @@ func NewClient(ctx context.Context, cfg Config, log *slog.Logger, opts ...kgo.Op
 	if log != nil {
 		base = append(base, kgo.WithLogger(kafkaLogger{log}))
 	}
-	cl, err := kgo.NewClient(append(base, opts...)...)
-	if err != nil {
-		return nil, fmt.Errorf("kafka client for %s: %w", cfg.Seeds, err)
-	}
+	return append(base, opts...)
+}
+
+// Ping checks that the cluster answers within the dial timeout; its error
+// names the seeds.
+func Ping(ctx context.Context, cfg Config, cl *kgo.Client) error {
 	pctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
 	if err := cl.Ping(pctx); err != nil {
-		cl.Close()
-		return nil, fmt.Errorf("connecting to Kafka at %s: %w", cfg.Seeds, err)
+		return fmt.Errorf("connecting to Kafka at %s: %w", cfg.Seeds, err)
 	}
-	return cl, nil
+	return nil
 }
+
+// Partitioner places a keyed record as Kafka's Java client does
+// (murmur2 of the key, made positive, modulo the partition count), so every
+// client agrees on the partition of a document's key.
+func Partitioner() kgo.Partitioner { return kgo.StickyKeyPartitioner(nil) }
 
 // Records returns the records topic of a collection: <prefix>.<db>.<collection>.
 func (c *Config) Records(database, collection string) string {
@@ -55,6 +78,17 @@ func (c *Config) Records(database, collection string) string {
 // prefix with "-", records topics with ".", so that RecordsPattern matches
 // records topics only.
 func (c *Config) Schemas() string { return c.Prefix + "-schemas" }
+
+// SnapshotTasks returns the snapshot's task topic: one record per chunk to
+// read, taken by the snapshot workers' consumer group.
+func (c *Config) SnapshotTasks() string { return c.Prefix + "-snapshot-tasks" }
+
+// SnapshotGroup returns the consumer group of the snapshot workers.
+func (c *Config) SnapshotGroup() string { return c.Prefix + "-snapshot" }
+
+// State returns the state topic: docshift's checkpoints (snapshot runs,
+// chunk plans, finished chunks), compacted, one partition.
+func (c *Config) State() string { return c.Prefix + "-state" }
 
 // DLQ returns the dead-letter topic's name: records the consumer could never
 // apply, with the reason in their headers.
@@ -89,6 +123,25 @@ func EnsureRecords(ctx context.Context, cl *kgo.Client, cfg Config, names ...str
 func EnsureSchemas(ctx context.Context, cl *kgo.Client, cfg Config) error {
 	configs := map[string]*string{"cleanup.policy": ptr("compact")}
 	return ensure(ctx, cl, 1, int16(cfg.ReplicationFactor), configs, cfg.Schemas())
+}
+
+// EnsureSnapshotTasks creates the snapshot's task topic if it does not exist,
+// with the given partitions: at most that many workers read chunks at once.
+// Tasks are consumed once and need no compaction; they are kept for a week.
+func EnsureSnapshotTasks(ctx context.Context, cl *kgo.Client, cfg Config, partitions int) error {
+	configs := map[string]*string{"retention.ms": ptr(strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10))}
+	return ensure(ctx, cl, int32(partitions), int16(cfg.ReplicationFactor), configs, cfg.SnapshotTasks())
+}
+
+// EnsureState creates the state topic if it does not exist: one partition,
+// so every reader sees every checkpoint in one ordered log, and compacted,
+// so it keeps the latest value of each checkpoint key.
+func EnsureState(ctx context.Context, cl *kgo.Client, cfg Config) error {
+	configs := map[string]*string{
+		"cleanup.policy":    ptr("compact"),
+		"max.message.bytes": ptr(strconv.Itoa(MaxRecordBytes)),
+	}
+	return ensure(ctx, cl, 1, int16(cfg.ReplicationFactor), configs, cfg.State())
 }
 
 // EnsureDLQ creates the dead-letter topic if it does not exist: not

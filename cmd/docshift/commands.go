@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/docshift/docshift/consumer"
 	"github.com/docshift/docshift/demo"
@@ -25,16 +26,18 @@ func loadMapping(path string) (*schemas.Mapping, error) {
 }
 
 func runSnapshot(ctx context.Context, args []string, e *env) error {
-	fs := newFlagSet("snapshot", "snapshot --mapping FILE [flags]")
+	fs := newFlagSet("snapshot", "snapshot --mapping FILE [--worker] [--restart] [flags]")
 	mapping := fs.String("mapping", "", "mapping file (YAML)")
 	mcfg, tcfg, scfg := source.DefaultConfig(), topic.DefaultConfig(), snapshot.DefaultConfig()
+	var moncfg monitor.Config
 	mcfg.RegisterFlags(fs)
 	tcfg.RegisterFlags(fs)
 	scfg.RegisterFlags(fs)
+	moncfg.RegisterFlags(fs, "")
 	if err := parse(fs, args, e, false); err != nil {
 		return err
 	}
-	if err := validate(fs, e, &mcfg, &tcfg, &scfg); err != nil {
+	if err := validate(fs, e, &mcfg, &tcfg, &scfg, &moncfg); err != nil {
 		return err
 	}
 	m, err := loadMapping(*mapping)
@@ -46,14 +49,14 @@ func runSnapshot(ctx context.Context, args []string, e *env) error {
 		return err
 	}
 	defer mc.Disconnect(context.WithoutCancel(ctx))
-	kc, err := topic.NewClient(ctx, tcfg, e.log)
-	if err != nil {
+	mon := monitor.New()
+	if err := mon.Serve(ctx, moncfg, e.log); err != nil {
 		return err
 	}
-	defer kc.Close()
-	stats, err := snapshot.New(scfg, m, mc, kc, tcfg, e.log).Run(ctx)
+	stats, err := snapshot.New(scfg, m, mc, tcfg, e.log, mon.Registry, e.stderr).Run(ctx)
 	for _, st := range stats {
-		fmt.Fprintf(e.stdout, "snapshot %s -> %s: %d documents in %s\n", st.Source, st.Topic, st.Documents, st.Elapsed.Round(1e6))
+		fmt.Fprintf(e.stdout, "snapshot %s -> %s: %d documents in %d chunks in %s\n",
+			st.Source, st.Topic, st.Documents, st.Chunks, st.Elapsed.Round(time.Millisecond))
 	}
 	return err
 }

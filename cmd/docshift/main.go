@@ -28,6 +28,7 @@ var commands = []command{
 	{"verify", "compare per-tenant counts of source and target", runVerify},
 	{"schemas", "schema tools: `schemas ddl` prints the DDL of a mapping", runSchemas},
 	{"seed", "generate the demo data set in MongoDB", runSeed},
+	{"status", "print the recorded progress of the snapshot (from the state topic)", runStatus},
 }
 
 // env is what every command gets: its output streams and logger.

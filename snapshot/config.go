@@ -1,0 +1,95 @@
+package snapshot
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config holds the snapshot's own settings.
+type Config struct {
+	Workers         int           // chunk readers in this process
+	WorkerID        string        // names this process's transactional ids; unique per process, stable across its restarts
+	WorkerOnly      bool          // only take tasks (--worker); another process plans
+	Restart         bool          // start a new run, ignoring what earlier runs finished
+	ChunkDocs       int           // target documents per chunk
+	ChunkBytes      int           // target bytes per chunk
+	SamplesPerChunk int           // sampled _ids per planned chunk
+	BatchSize       int           // documents per MongoDB find batch
+	InFlight        int           // records one worker may have produced but not yet acknowledged
+	TaskPartitions  int           // partitions of a new task topic: the most workers that read at once
+	TxnTimeout      time.Duration // Kafka transaction timeout: the longest one chunk may take
+	Progress        time.Duration // progress report interval (a log line when stderr is no terminal)
+}
+
+// DefaultConfig returns the defaults. A chunk of 20,000 documents (at most
+// 32 MiB) is read and produced in well under a second on a healthy
+// deployment, far inside the one-minute transaction timeout.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "docshift"
+	}
+	return Config{
+		Workers:         4,
+		WorkerID:        host,
+		ChunkDocs:       20000,
+		ChunkBytes:      32 << 20,
+		SamplesPerChunk: 20,
+		BatchSize:       2000,
+		InFlight:        10000,
+		TaskPartitions:  32,
+		TxnTimeout:      time.Minute,
+		Progress:        time.Second,
+	}
+}
+
+// RegisterFlags registers the snapshot flags on fs.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.Workers, "workers", c.Workers, "chunk readers in this process (0: plan and watch only)")
+	fs.StringVar(&c.WorkerID, "worker-id", c.WorkerID, "this process's name in transactional ids: unique per process, the same across its restarts (so a restart fences its killed predecessor at once)")
+	fs.BoolVar(&c.WorkerOnly, "worker", c.WorkerOnly, "only read chunks the planning `docshift snapshot` publishes; exit when the run is complete")
+	fs.BoolVar(&c.Restart, "restart", c.Restart, "start a new snapshot run from scratch instead of resuming the recorded one")
+	fs.IntVar(&c.ChunkDocs, "chunk-docs", c.ChunkDocs, "target documents per chunk")
+	fs.IntVar(&c.ChunkBytes, "chunk-bytes", c.ChunkBytes, "target bytes per chunk (whichever limit is reached first)")
+	fs.IntVar(&c.SamplesPerChunk, "samples-per-chunk", c.SamplesPerChunk, "sampled _ids per planned chunk")
+	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "documents per MongoDB find batch")
+	fs.IntVar(&c.InFlight, "in-flight", c.InFlight, "records one worker may have unacknowledged in Kafka")
+	fs.IntVar(&c.TaskPartitions, "task-partitions", c.TaskPartitions, "partitions of a new task topic: the most workers reading at once")
+	fs.DurationVar(&c.TxnTimeout, "txn-timeout", c.TxnTimeout, "Kafka transaction timeout: the longest one chunk may take")
+	fs.DurationVar(&c.Progress, "progress", c.Progress, "progress report interval")
+}
+
+// Validate names the first bad field.
+func (c *Config) Validate() error {
+	switch {
+	case c.Workers < 0:
+		return fmt.Errorf("workers: %d, want 0 or more", c.Workers)
+	case c.WorkerOnly && c.Workers == 0:
+		return errors.New("workers: 0 with --worker: a worker process needs at least one reader")
+	case c.WorkerOnly && c.Restart:
+		return errors.New("restart: only the planning process starts a new run, not a --worker")
+	case c.WorkerID == "" || strings.ContainsAny(c.WorkerID, " /\\"):
+		return fmt.Errorf("worker-id: %q, want a non-empty name without spaces or slashes", c.WorkerID)
+	case c.ChunkDocs < 1:
+		return fmt.Errorf("chunk-docs: %d, want at least 1", c.ChunkDocs)
+	case c.ChunkBytes < 1<<10:
+		return fmt.Errorf("chunk-bytes: %d, want at least 1024", c.ChunkBytes)
+	case c.SamplesPerChunk < 1:
+		return fmt.Errorf("samples-per-chunk: %d, want at least 1", c.SamplesPerChunk)
+	case c.BatchSize < 1:
+		return fmt.Errorf("batch-size: %d, want at least 1", c.BatchSize)
+	case c.InFlight < 1:
+		return fmt.Errorf("in-flight: %d, want at least 1", c.InFlight)
+	case c.TaskPartitions < 1:
+		return fmt.Errorf("task-partitions: %d, want at least 1", c.TaskPartitions)
+	case c.TxnTimeout < time.Second:
+		return fmt.Errorf("txn-timeout: %s, want at least 1s", c.TxnTimeout)
+	case c.Progress <= 0:
+		return fmt.Errorf("progress: %s, want more than 0", c.Progress)
+	}
+	return nil
+}

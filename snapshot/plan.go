@@ -1,0 +1,115 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Plan is the recorded chunk plan of one collection in one run.
+type Plan struct {
+	Run       int64     `json:"run"`
+	Namespace string    `json:"ns"`
+	Topic     string    `json:"topic"`
+	Documents int64     `json:"documents"` // estimated when planned
+	Bytes     int64     `json:"bytes"`     // estimated when planned
+	Chunks    []Chunk   `json:"chunks"`
+	PlannedAt time.Time `json:"planned_at"`
+}
+
+// plan splits a collection into chunks of about cfg.ChunkDocs documents and
+// at most about cfg.ChunkBytes bytes. A collection that fits one chunk gets
+// one chunk without a filter. A larger one is sampled with $sample, the
+// sample sorted by the server in BSON order, and every k-th sampled _id
+// becomes a boundary; the type brackets its _ids use are found with one
+// indexed probe per bracket, so _ids of a type the sample missed still
+// belong to a chunk.
+func plan(ctx context.Context, coll *mongo.Collection, ns string, cfg Config) (count, size int64, chunks []Chunk, err error) {
+	count, size, err = collectionSize(ctx, coll)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	perChunk := int64(cfg.ChunkDocs)
+	if size > 0 && count > 0 {
+		avg := size / count
+		if avg > 0 && int64(cfg.ChunkBytes)/avg < perChunk {
+			perChunk = max(1, int64(cfg.ChunkBytes)/avg)
+		}
+	}
+	if count <= perChunk {
+		return count, size, wholeCollection(ns), nil
+	}
+	present := make([]bool, len(brackets))
+	for i, b := range brackets {
+		err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$type", Value: b.typeCodes()}}}},
+			options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
+		switch {
+		case err == nil:
+			present[i] = true
+		case err != mongo.ErrNoDocuments:
+			return 0, 0, nil, fmt.Errorf("planning %s: probing _ids of type %s: %w", ns, b.name, err)
+		}
+	}
+	n := (count + perChunk - 1) / perChunk
+	sampleSize := min(count, n*int64(cfg.SamplesPerChunk))
+	samples, err := sampleIDs(ctx, coll, sampleSize)
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("planning %s: %w", ns, err)
+	}
+	every := max(1, len(samples)/int(n))
+	return count, size, splitPoints(ns, present, samples, every), nil
+}
+
+// collectionSize returns the collection's document count and data size from
+// collStats (estimates, as cheap on a large collection as on a small one).
+func collectionSize(ctx context.Context, coll *mongo.Collection) (count, size int64, err error) {
+	raw, err := coll.Database().RunCommand(ctx, bson.D{{Key: "collStats", Value: coll.Name()}}).Raw()
+	if err != nil {
+		// A missing collection has no stats on some servers: it is empty.
+		if n, cerr := coll.EstimatedDocumentCount(ctx); cerr == nil {
+			return n, 0, nil
+		}
+		return 0, 0, fmt.Errorf("reading the size of %s: %w", coll.Name(), err)
+	}
+	return number(raw.Lookup("count")), number(raw.Lookup("size")), nil
+}
+
+func number(v bson.RawValue) int64 {
+	if n, ok := v.AsInt64OK(); ok {
+		return n
+	}
+	if f, ok := v.DoubleOK(); ok {
+		return int64(f)
+	}
+	return 0
+}
+
+// sampleIDs returns n random _ids sorted in BSON order.
+func sampleIDs(ctx context.Context, coll *mongo.Collection, n int64) ([]bson.RawValue, error) {
+	pipeline := bson.A{
+		bson.D{{Key: "$sample", Value: bson.D{{Key: "size", Value: n}}}},
+		bson.D{{Key: "$project", Value: bson.D{{Key: "_id", Value: 1}}}},
+		bson.D{{Key: "$sort", Value: bson.D{{Key: "_id", Value: 1}}}},
+	}
+	cur, err := coll.Aggregate(ctx, pipeline, options.Aggregate().SetAllowDiskUse(true))
+	if err != nil {
+		return nil, fmt.Errorf("sampling _ids: %w", err)
+	}
+	defer cur.Close(context.WithoutCancel(ctx))
+	out := make([]bson.RawValue, 0, n)
+	for cur.Next(ctx) {
+		v, err := cur.Current.LookupErr("_id")
+		if err != nil {
+			return nil, fmt.Errorf("sampling _ids: a sampled document has no _id")
+		}
+		out = append(out, bson.RawValue{Type: v.Type, Value: append([]byte(nil), v.Value...)})
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("sampling _ids: %w", err)
+	}
+	return out, nil
+}

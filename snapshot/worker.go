@@ -1,0 +1,302 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/docshift/docshift/schemas"
+	"github.com/docshift/docshift/source"
+	"github.com/docshift/docshift/topic"
+)
+
+// worker is one member of the snapshot workers' consumer group. It takes one
+// task at a time and reads the task's chunk inside one Kafka transaction that
+// holds the chunk's records, its done mark in the state topic and the task's
+// offset, so a chunk is either wholly done, once, or not at all: a worker
+// killed mid-chunk leaves an open transaction that the next session with its
+// transactional id (or the transaction timeout) aborts, and the uncommitted
+// task goes to another member.
+type worker struct {
+	name string // transactional id
+	sess *kgo.GroupTransactSession
+	sh   *shared
+}
+
+// shared is what the workers of one process share.
+type shared struct {
+	cfg      Config
+	mapping  *schemas.Mapping
+	mongo    *mongo.Client
+	topics   topic.Config
+	registry *schemas.Registry
+	follower *follower
+	metrics  *metrics
+	log      *slog.Logger
+	// schemas by namespace, registered once per process.
+	mu      sync.Mutex
+	schemas map[string]*schemas.Schema
+}
+
+func newWorker(ctx context.Context, sh *shared, i int) (*worker, error) {
+	name := fmt.Sprintf("%s-snapshot-%s-%d", sh.topics.Prefix, sh.cfg.WorkerID, i)
+	tasks := sh.topics.SnapshotTasks()
+	sess, err := kgo.NewGroupTransactSession(topic.ClientOpts(sh.topics, sh.log,
+		kgo.TransactionalID(name),
+		kgo.TransactionTimeout(sh.cfg.TxnTimeout),
+		kgo.ConsumerGroup(sh.topics.SnapshotGroup()),
+		kgo.ConsumeTopics(tasks),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.SessionTimeout(10*time.Second),
+		kgo.HeartbeatInterval(time.Second),
+		kgo.MaxBufferedRecords(sh.cfg.InFlight),
+		kgo.ProducerLinger(5*time.Millisecond),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot worker %s: %w", name, err)
+	}
+	if err := topic.Ping(ctx, sh.topics, sess.Client()); err != nil {
+		sess.Close()
+		return nil, err
+	}
+	return &worker{name: name, sess: sess, sh: sh}, nil
+}
+
+// run takes tasks until ctx is done and returns ctx.Err() then; it returns
+// another error only for a failure it cannot recover from (the chunk's
+// transaction is aborted first, so the chunk is left to another worker).
+func (w *worker) run(ctx context.Context) error {
+	defer w.sess.Close()
+	for {
+		fs := w.sess.PollRecords(ctx, 1)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var ferr error
+		fs.EachError(func(t string, p int32, err error) {
+			if ferr == nil {
+				ferr = fmt.Errorf("snapshot worker %s: reading tasks from %s[%d]: %w", w.name, t, p, err)
+			}
+		})
+		if ferr != nil {
+			return fenced(ferr)
+		}
+		recs := fs.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		if err := w.handle(ctx, recs[0]); err != nil {
+			return fenced(err)
+		}
+	}
+}
+
+func fenced(err error) error {
+	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) {
+		return fmt.Errorf("%w: %w", ErrFenced, err)
+	}
+	return err
+}
+
+// handle processes one task record in one transaction.
+func (w *worker) handle(ctx context.Context, rec *kgo.Record) error {
+	t, err := decodeTask(rec.Value)
+	if err != nil {
+		return fmt.Errorf("task at %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+	}
+	// The task's run and plan were committed before or with the task: once
+	// the follower has read that far, the state says whether it is current
+	// and whether its chunk is done.
+	st, err := w.sh.follower.waitFor(ctx, func(st *State) bool { return st.Run >= t.Run })
+	if err != nil {
+		return err
+	}
+	if err := w.sess.Begin(); err != nil {
+		return fmt.Errorf("snapshot worker %s: beginning a transaction: %w", w.name, err)
+	}
+	id := t.Chunk.ID()
+	_, done := st.Done[id]
+	switch {
+	case t.Run != st.Run:
+		w.sh.log.Debug("skipping a task of another run", "chunk", id, "task_run", t.Run, "run", st.Run)
+	case done:
+		w.sh.log.Debug("skipping a finished chunk", "chunk", id, "run", t.Run)
+	default:
+		d, err := w.read(ctx, t)
+		if err != nil {
+			w.abort(ctx)
+			return err
+		}
+		w.produceDone(ctx, d)
+	}
+	committed, err := w.sess.End(ctx, kgo.TryCommit)
+	if err != nil {
+		return fmt.Errorf("snapshot worker %s: committing chunk %s: %w", w.name, id, err)
+	}
+	if !committed {
+		w.sh.log.Info("a rebalance aborted a chunk's transaction; it will be read again", "chunk", id, "worker", w.name)
+		w.sh.metrics.aborted.WithLabelValues(t.Chunk.Namespace).Inc()
+	}
+	return nil
+}
+
+// abort ends the open transaction with an abort, within a bounded time even
+// when ctx is already cancelled.
+func (w *worker) abort(ctx context.Context) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := w.sess.End(actx, kgo.TryAbort); err != nil {
+		w.sh.log.Warn("aborting a chunk's transaction failed; the transaction timeout will abort it",
+			"worker", w.name, "err", err)
+	}
+}
+
+func (w *worker) produceDone(ctx context.Context, d Done) {
+	b, _ := jsonMarshal(d)
+	w.sess.Produce(ctx, &kgo.Record{Topic: w.sh.topics.State(), Key: doneKey(d.Run, d.Chunk), Value: b}, nil)
+}
+
+// produceErr keeps the first error of asynchronous produce callbacks.
+type produceErr struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (p *produceErr) set(err error) {
+	p.mu.Lock()
+	if p.err == nil {
+		p.err = err
+	}
+	p.mu.Unlock()
+}
+
+func (p *produceErr) get() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// read reads the task's chunk and produces its records into the open
+// transaction. Every row carries the cluster time taken just before the read
+// as its version.
+func (w *worker) read(ctx context.Context, t task) (Done, error) {
+	start := time.Now()
+	id := t.Chunk.ID()
+	d := Done{Run: t.Run, Chunk: id, Worker: w.name}
+	ns, err := schemas.ParseNamespace(t.Chunk.Namespace)
+	if err != nil {
+		return d, fmt.Errorf("%w: chunk %s: %v", ErrBadState, id, err)
+	}
+	c := w.sh.mapping.Lookup(ns)
+	if c == nil {
+		return d, fmt.Errorf("chunk %s: collection %s is not in the mapping file (every snapshot process needs the same mapping)", id, ns)
+	}
+	schema, err := w.sh.schema(ctx, c)
+	if err != nil {
+		return d, err
+	}
+	filter, err := t.Chunk.Filter()
+	if err != nil {
+		return d, err
+	}
+	ts, err := source.ClusterTime(ctx, w.sh.mongo)
+	if err != nil {
+		return d, fmt.Errorf("reading chunk %s: %w", id, err)
+	}
+	d.Version = schemas.Version(ts)
+	recTopic := w.sh.topics.Records(ns.Database, ns.Collection)
+
+	coll := w.sh.mongo.Database(ns.Database).Collection(ns.Collection)
+	cur, err := coll.Find(ctx, filter, options.Find().
+		SetSort(bson.D{{Key: "_id", Value: 1}}).
+		SetBatchSize(int32(w.sh.cfg.BatchSize)))
+	if err != nil {
+		return d, fmt.Errorf("reading chunk %s: %w", id, err)
+	}
+	defer cur.Close(context.WithoutCancel(ctx))
+
+	var perr produceErr
+	promise := func(r *kgo.Record, err error) {
+		if err != nil {
+			perr.set(fmt.Errorf("producing %s to %s: %w", r.Key, r.Topic, err))
+		}
+	}
+	docs := w.sh.metrics.documents.WithLabelValues(t.Chunk.Namespace)
+	var conflicts int64
+	var buf []byte
+	for cur.Next(ctx) {
+		if err := perr.get(); err != nil {
+			return d, fmt.Errorf("chunk %s: %w", id, err)
+		}
+		doc, err := c.Normalize(ns.Database, cur.Current)
+		if err != nil {
+			return d, fmt.Errorf("chunk %s: %w", id, err)
+		}
+		conflicts += int64(len(doc.Conflicts))
+		env := &schemas.Envelope{
+			Op: schemas.OpRead, Version: d.Version, Tenant: doc.Tenant, ID: doc.ID, Row: doc.Row,
+			Source: schemas.Source{Database: ns.Database, Collection: ns.Collection,
+				ClusterTime: d.Version, Snapshot: true},
+		}
+		if buf, err = schema.Encode(buf[:0], env); err != nil {
+			return d, fmt.Errorf("chunk %s: %w", id, err)
+		}
+		// Produce blocks while the client holds InFlight unacknowledged
+		// records: that bounds the documents in flight.
+		w.sess.Produce(ctx, &kgo.Record{Topic: recTopic, Key: schemas.Key(doc.Tenant, doc.ID),
+			Value: append([]byte(nil), buf...)}, promise)
+		d.Documents++
+		d.Bytes += int64(len(cur.Current))
+		docs.Inc()
+	}
+	if err := cur.Err(); err != nil {
+		return d, fmt.Errorf("reading chunk %s: %w", id, err)
+	}
+	if err := w.sess.Client().Flush(ctx); err != nil {
+		return d, fmt.Errorf("chunk %s: flushing: %w", id, err)
+	}
+	if err := perr.get(); err != nil {
+		return d, fmt.Errorf("chunk %s: %w", id, err)
+	}
+	if conflicts > 0 {
+		w.sh.log.Warn("values did not fit their columns and were kept in _extra",
+			"collection", t.Chunk.Namespace, "chunk", id, "count", conflicts)
+	}
+	d.Elapsed = time.Since(start).Seconds()
+	d.At = time.Now().UTC()
+	return d, nil
+}
+
+// schema returns the collection's schema, registered in the schema topic.
+func (sh *shared) schema(ctx context.Context, c *schemas.Collection) (*schemas.Schema, error) {
+	key := c.Source.String()
+	sh.mu.Lock()
+	s, ok := sh.schemas[key]
+	sh.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	s, err := schemas.NewSchema(c.Source, c.TargetTable())
+	if err != nil {
+		return nil, err
+	}
+	if err := sh.registry.Register(ctx, s); err != nil {
+		return nil, err
+	}
+	sh.mu.Lock()
+	sh.schemas[key] = s
+	sh.mu.Unlock()
+	return s, nil
+}
