@@ -79,7 +79,7 @@ func columnValue(t SQLType, v bson.RawValue) (any, bool) {
 			return time.UnixMilli(ms).UTC(), true
 		}
 	case UUID:
-		if sub, data, ok := v.BinaryOK(); ok && (sub == bson.TypeBinaryUUID || sub == bson.TypeBinaryUUIDOld) && len(data) == 16 {
+		if sub, data, ok := v.BinaryOK(); ok && sub == bson.TypeBinaryUUID && len(data) == 16 {
 			return formatUUID(data), true
 		}
 		if s, ok := v.StringValueOK(); ok && isUUID(s) {

@@ -3,6 +3,7 @@ package schemas
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -120,20 +121,34 @@ func formatDouble(f float64) string {
 	return s
 }
 
+// errMalformed is returned for a BSON value whose bytes do not hold its type.
+var errMalformed = errors.New("malformed BSON value")
+
 func appendJSON(b []byte, v bson.RawValue, canonical bool) ([]byte, error) {
+	bad := func() ([]byte, error) { return b, fmt.Errorf("%w of type %s", errMalformed, v.Type) }
 	switch v.Type {
 	case bson.TypeDouble:
-		f := v.Double()
+		f, ok := v.DoubleOK()
+		if !ok {
+			return bad()
+		}
 		if !canonical && !math.IsInf(f, 0) && !math.IsNaN(f) {
 			return strconv.AppendFloat(b, f, 'g', -1, 64), nil
 		}
 		return append(append(append(b, `{"$numberDouble":"`...), formatDouble(f)...), `"}`...), nil
 	case bson.TypeString:
-		return appendStringValue(b, v.StringValue()), nil
+		s, ok := v.StringValueOK()
+		if !ok {
+			return bad()
+		}
+		return appendStringValue(b, s), nil
 	case bson.TypeEmbeddedDocument, bson.TypeArray:
 		return appendContainer(b, v, canonical)
 	case bson.TypeBinary:
-		sub, data := v.Binary()
+		sub, data, ok := v.BinaryOK()
+		if !ok {
+			return bad()
+		}
 		b = append(b, `{"$binary":{"base64":"`...)
 		b = base64.StdEncoding.AppendEncode(b, data)
 		b = append(b, `","subType":"`...)
@@ -142,12 +157,22 @@ func appendJSON(b []byte, v bson.RawValue, canonical bool) ([]byte, error) {
 	case bson.TypeUndefined:
 		return append(b, `{"$undefined":true}`...), nil
 	case bson.TypeObjectID:
-		oid := v.ObjectID()
+		oid, ok := v.ObjectIDOK()
+		if !ok {
+			return bad()
+		}
 		return append(append(append(b, `{"$oid":"`...), oid.Hex()...), `"}`...), nil
 	case bson.TypeBoolean:
-		return strconv.AppendBool(b, v.Boolean()), nil
+		x, ok := v.BooleanOK()
+		if !ok {
+			return bad()
+		}
+		return strconv.AppendBool(b, x), nil
 	case bson.TypeDateTime:
-		ms := v.DateTime()
+		ms, ok := v.DateTimeOK()
+		if !ok {
+			return bad()
+		}
 		if !canonical {
 			if t := time.UnixMilli(ms).UTC(); t.Year() >= 1970 && t.Year() <= 9999 {
 				b = append(b, `{"$date":"`...)
@@ -160,43 +185,75 @@ func appendJSON(b []byte, v bson.RawValue, canonical bool) ([]byte, error) {
 	case bson.TypeNull:
 		return append(b, "null"...), nil
 	case bson.TypeRegex:
-		p, o := v.Regex()
+		p, o, ok := v.RegexOK()
+		if !ok {
+			return bad()
+		}
 		b = append(b, `{"$regularExpression":{"pattern":`...)
 		b = appendStringValue(b, p)
 		b = append(b, `,"options":`...)
 		b = appendStringValue(b, o)
 		return append(b, `}}`...), nil
 	case bson.TypeDBPointer:
-		ns, oid := v.DBPointer()
+		ns, oid, ok := v.DBPointerOK()
+		if !ok {
+			return bad()
+		}
 		b = append(b, `{"$dbPointer":{"$ref":`...)
 		b = appendStringValue(b, ns)
 		return append(append(append(b, `,"$id":{"$oid":"`...), oid.Hex()...), `"}}}`...), nil
 	case bson.TypeJavaScript:
-		return append(appendStringValue(append(b, `{"$code":`...), v.JavaScript()), '}'), nil
+		code, ok := v.JavaScriptOK()
+		if !ok {
+			return bad()
+		}
+		return append(appendStringValue(append(b, `{"$code":`...), code), '}'), nil
 	case bson.TypeSymbol:
-		return append(appendStringValue(append(b, `{"$symbol":`...), v.Symbol()), '}'), nil
+		sym, ok := v.SymbolOK()
+		if !ok {
+			return bad()
+		}
+		return append(appendStringValue(append(b, `{"$symbol":`...), sym), '}'), nil
 	case bson.TypeCodeWithScope:
-		code, scope := v.CodeWithScope()
+		code, scope, ok := v.CodeWithScopeOK()
+		if !ok {
+			return bad()
+		}
 		b = appendStringValue(append(b, `{"$code":`...), code)
 		b = append(b, `,"$scope":`...)
 		b, err := appendContainer(b, bson.RawValue{Type: bson.TypeEmbeddedDocument, Value: scope}, canonical)
 		return append(b, '}'), err
 	case bson.TypeInt32:
-		if !canonical {
-			return strconv.AppendInt(b, int64(v.Int32()), 10), nil
+		n, ok := v.Int32OK()
+		if !ok {
+			return bad()
 		}
-		return append(strconv.AppendInt(append(b, `{"$numberInt":"`...), int64(v.Int32()), 10), `"}`...), nil
+		if !canonical {
+			return strconv.AppendInt(b, int64(n), 10), nil
+		}
+		return append(strconv.AppendInt(append(b, `{"$numberInt":"`...), int64(n), 10), `"}`...), nil
 	case bson.TypeTimestamp:
-		t, i := v.Timestamp()
+		t, i, ok := v.TimestampOK()
+		if !ok {
+			return bad()
+		}
 		b = strconv.AppendUint(append(b, `{"$timestamp":{"t":`...), uint64(t), 10)
 		return append(strconv.AppendUint(append(b, `,"i":`...), uint64(i), 10), `}}`...), nil
 	case bson.TypeInt64:
-		if !canonical {
-			return strconv.AppendInt(b, v.Int64(), 10), nil
+		n, ok := v.Int64OK()
+		if !ok {
+			return bad()
 		}
-		return append(strconv.AppendInt(append(b, `{"$numberLong":"`...), v.Int64(), 10), `"}`...), nil
+		if !canonical {
+			return strconv.AppendInt(b, n, 10), nil
+		}
+		return append(strconv.AppendInt(append(b, `{"$numberLong":"`...), n, 10), `"}`...), nil
 	case bson.TypeDecimal128:
-		return append(append(append(b, `{"$numberDecimal":"`...), v.Decimal128().String()...), `"}`...), nil
+		d, ok := v.Decimal128OK()
+		if !ok {
+			return bad()
+		}
+		return append(append(append(b, `{"$numberDecimal":"`...), d.String()...), `"}`...), nil
 	case bson.TypeMinKey:
 		return append(b, `{"$minKey":1}`...), nil
 	case bson.TypeMaxKey:

@@ -44,6 +44,10 @@ func (c Conflict) String() string {
 // Extended JSON). A mapped field that holds an explicit null is NULL in its
 // column and null in _extra, so null and missing stay distinct.
 func (c *Collection) Normalize(database string, doc bson.Raw) (*Document, error) {
+	// Malformed BSON is an error, never a panic in a value accessor below.
+	if err := doc.Validate(); err != nil {
+		return nil, fmt.Errorf("malformed BSON document: %w", err)
+	}
 	idVal, err := doc.LookupErr("_id")
 	if err != nil {
 		return nil, ErrNoID
