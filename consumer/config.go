@@ -23,6 +23,9 @@ type Config struct {
 	BatchWait     time.Duration // longest a record waits for its batch to fill before it is applied
 	StopAtEnd     bool          // exit once the group has applied everything that was in the topics at start
 	ShutdownGrace time.Duration // time an in-flight batch gets to commit on shutdown
+	// SessionTimeout is how long the group waits for a member that stopped
+	// answering (killed, partitioned away) before its partitions move.
+	SessionTimeout time.Duration
 
 	FetchMaxBytes        int // bytes one fetch response may carry
 	MaxConcurrentFetches int // fetch responses buffered at once (0: one per broker)
@@ -49,6 +52,7 @@ func DefaultConfig() Config {
 		MaxBatchBytes:        16 << 20,
 		BatchWait:            50 * time.Millisecond,
 		ShutdownGrace:        30 * time.Second,
+		SessionTimeout:       45 * time.Second,
 		FetchMaxBytes:        50 << 20,
 		MaxConcurrentFetches: 4,
 		PartitionBuffer:      2,
@@ -69,6 +73,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.BatchWait, "batch-wait", c.BatchWait, "longest a record waits for its batch to fill before it is applied (0: apply what is there)")
 	fs.BoolVar(&c.StopAtEnd, "stop-at-end", c.StopAtEnd, "exit once everything in the topics at start is applied")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "time an in-flight batch gets to commit on shutdown")
+	fs.DurationVar(&c.SessionTimeout, "session-timeout", c.SessionTimeout, "how long the group waits for a silent member before its partitions move (the broker allows 6s to 30m by default)")
 	fs.IntVar(&c.FetchMaxBytes, "fetch-max-bytes", c.FetchMaxBytes, "bytes one Kafka fetch response may carry (bounds memory)")
 	fs.IntVar(&c.MaxConcurrentFetches, "max-concurrent-fetches", c.MaxConcurrentFetches, "Kafka fetch responses buffered at once (0: one per broker; bounds memory)")
 	fs.IntVar(&c.PartitionBuffer, "partition-buffer", c.PartitionBuffer, "polled slices queued per partition while its batch is applied (bounds memory)")
@@ -92,6 +97,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("batch-wait: %s is negative", c.BatchWait)
 	case c.ShutdownGrace <= 0:
 		return fmt.Errorf("shutdown-grace: %s, want more than 0", c.ShutdownGrace)
+	case c.SessionTimeout < time.Second:
+		return fmt.Errorf("session-timeout: %s, want at least 1s", c.SessionTimeout)
 	case c.FetchMaxBytes < 1<<20:
 		return fmt.Errorf("fetch-max-bytes: %d, want at least 1 MiB", c.FetchMaxBytes)
 	case c.MaxConcurrentFetches < 0:

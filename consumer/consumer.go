@@ -87,6 +87,7 @@ func New(ctx context.Context, cfg Config, tc topic.Config, pool *pgxpool.Pool, l
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
+		kgo.SessionTimeout(cfg.SessionTimeout),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Transaction markers come through so that a batch ending in one
