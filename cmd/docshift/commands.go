@@ -134,29 +134,6 @@ func runVerify(ctx context.Context, args []string, e *env) error {
 	return nil
 }
 
-func runSchemas(ctx context.Context, args []string, e *env) error {
-	if len(args) == 0 || args[0] != "ddl" {
-		fmt.Fprintln(e.stderr, "Usage: docshift schemas ddl --mapping FILE")
-		return errUsage
-	}
-	fs := newFlagSet("schemas ddl", "schemas ddl --mapping FILE")
-	mapping := fs.String("mapping", "", "mapping file (YAML)")
-	if err := parse(fs, args[1:], e, false); err != nil {
-		return err
-	}
-	m, err := loadMapping(*mapping)
-	if err != nil {
-		return err
-	}
-	for _, c := range m.Collections {
-		fmt.Fprintf(e.stdout, "-- %s\n", c.Source)
-		for _, stmt := range c.TargetTable().DDL() {
-			fmt.Fprintf(e.stdout, "%s;\n", stmt)
-		}
-	}
-	return nil
-}
-
 func runSeed(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("seed", "seed [flags]")
 	mcfg, dcfg := source.DefaultConfig(), demo.DefaultConfig()

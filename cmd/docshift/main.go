@@ -26,7 +26,7 @@ var commands = []command{
 	{"snapshot", "read every mapped collection into Kafka", runSnapshot},
 	{"consume", "apply records from Kafka to PostgreSQL (one member of the sink group)", runConsume},
 	{"verify", "compare per-tenant counts of source and target", runVerify},
-	{"schemas", "schema tools: `schemas ddl` prints the DDL of a mapping", runSchemas},
+	{"schemas", "`schemas infer` proposes a mapping from sampled documents; `schemas ddl` prints a mapping's DDL", runSchemas},
 	{"seed", "generate the demo data set in MongoDB", runSeed},
 	{"status", "print the recorded progress of the snapshot (from the state topic)", runStatus},
 }
