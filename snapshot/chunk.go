@@ -16,11 +16,12 @@ import (
 // Chunks are planned once per run and recorded, so every process and every
 // restart reads exactly the same ranges.
 type Chunk struct {
-	Namespace string `json:"ns"`                // database.collection
-	Seq       int    `json:"seq"`               // position in the collection's plan
-	Bracket   string `json:"bracket,omitempty"` // "" = every _id
-	Min       *Bound `json:"min,omitempty"`     // inclusive; nil = the bracket's start
-	Max       *Bound `json:"max,omitempty"`     // exclusive; nil = the bracket's end
+	Namespace string  `json:"ns"`                // database.collection
+	Seq       int     `json:"seq"`               // position in the collection's plan
+	Bracket   string  `json:"bracket,omitempty"` // "" = every _id
+	Types     []int32 `json:"types,omitempty"`   // $type codes of the bracket the server knows; empty: all
+	Min       *Bound  `json:"min,omitempty"`     // inclusive; nil = the bracket's start
+	Max       *Bound  `json:"max,omitempty"`     // exclusive; nil = the bracket's end
 }
 
 // ID names the chunk within its run, e.g. "shop.orders/7".
@@ -40,7 +41,14 @@ func (c *Chunk) Filter() (bson.D, error) {
 	if i < 0 {
 		return nil, fmt.Errorf("%w: chunk %s has unknown type bracket %q", ErrBadState, c.ID(), c.Bracket)
 	}
-	cond := bson.D{{Key: "$type", Value: brackets[i].typeCodes()}}
+	codes := brackets[i].typeCodes()
+	if len(c.Types) > 0 {
+		codes = make(bson.A, len(c.Types))
+		for j, t := range c.Types {
+			codes[j] = t
+		}
+	}
+	cond := bson.D{{Key: "$type", Value: codes}}
 	if c.Min != nil {
 		cond = append(cond, bson.E{Key: "$gte", Value: c.Min.Value})
 	}
@@ -91,10 +99,11 @@ func (b *Bound) String() string {
 // splitPoints cuts a collection into chunks. present holds the indexes (into
 // brackets) of the type brackets the collection's _ids use; samples are
 // sampled _ids sorted in BSON order (as the server sorts them); every k-th
-// sample becomes a chunk boundary. Every present bracket gets at least one
+// sample becomes a chunk boundary. types[b], when not nil, holds the $type
+// codes of bracket b that the server knows. Every present bracket gets at least one
 // chunk, open at both ends, so together the chunks cover every _id of those
 // types whatever the sample missed. The result is deterministic.
-func splitPoints(ns string, present []bool, samples []bson.RawValue, every int) []Chunk {
+func splitPoints(ns string, present []bool, types [][]int32, samples []bson.RawValue, every int) []Chunk {
 	if every < 1 {
 		every = 1
 	}
@@ -124,10 +133,10 @@ func splitPoints(ns string, present []bool, samples []bson.RawValue, every int) 
 		var lo *Bound
 		for _, p := range points[b] {
 			hi := &Bound{Value: p}
-			chunks = append(chunks, Chunk{Namespace: ns, Seq: len(chunks), Bracket: brackets[b].name, Min: lo, Max: hi})
+			chunks = append(chunks, Chunk{Namespace: ns, Seq: len(chunks), Bracket: brackets[b].name, Types: types[b], Min: lo, Max: hi})
 			lo = hi
 		}
-		chunks = append(chunks, Chunk{Namespace: ns, Seq: len(chunks), Bracket: brackets[b].name, Min: lo})
+		chunks = append(chunks, Chunk{Namespace: ns, Seq: len(chunks), Bracket: brackets[b].name, Types: types[b], Min: lo})
 	}
 	return chunks
 }

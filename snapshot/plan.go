@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -44,13 +45,9 @@ func plan(ctx context.Context, coll *mongo.Collection, ns string, cfg Config) (c
 		return count, size, wholeCollection(ns), nil
 	}
 	present := make([]bool, len(brackets))
+	types := make([][]int32, len(brackets))
 	for i, b := range brackets {
-		err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$type", Value: b.typeCodes()}}}},
-			options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
-		switch {
-		case err == nil:
-			present[i] = true
-		case err != mongo.ErrNoDocuments:
+		if present[i], types[i], err = probe(ctx, coll, b); err != nil {
 			return 0, 0, nil, fmt.Errorf("planning %s: probing _ids of type %s: %w", ns, b.name, err)
 		}
 	}
@@ -61,7 +58,44 @@ func plan(ctx context.Context, coll *mongo.Collection, ns string, cfg Config) (c
 		return 0, 0, nil, fmt.Errorf("planning %s: %w", ns, err)
 	}
 	every := max(1, len(samples)/int(n))
-	return count, size, splitPoints(ns, present, samples, every), nil
+	return count, size, splitPoints(ns, present, types, samples, every), nil
+}
+
+// probe reports whether some _id has a type of bracket b. A server that
+// refuses a $type code it does not know (mongo-java-server has no undefined)
+// cannot hold such values: probe then asks per type and returns the codes
+// the server knows, which the bracket's chunks then query.
+func probe(ctx context.Context, coll *mongo.Collection, b bracket) (bool, []int32, error) {
+	find := func(codes bson.A) (bool, error) {
+		err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$type", Value: codes}}}},
+			options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	all := b.typeCodes()
+	found, err := find(all)
+	if err == nil || len(all) == 1 {
+		return found, nil, err
+	}
+	var known []int32
+	for _, c := range all {
+		f, cerr := find(bson.A{c})
+		if cerr != nil {
+			continue
+		}
+		found = found || f
+		known = append(known, c.(int32))
+	}
+	if len(known) == 0 {
+		// The server knows none of the bracket's types, or does not answer
+		// at all: a string probe tells which.
+		if _, serr := find(bson.A{int32(bson.TypeString)}); serr != nil {
+			return false, nil, err
+		}
+	}
+	return found, known, nil
 }
 
 // collectionSize returns the collection's document count and data size from

@@ -1,0 +1,96 @@
+package snapshot
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/docshift/docshift/internal/services"
+	"github.com/docshift/docshift/schemas"
+)
+
+// TestPlanCoversEveryDocumentOnce plans a collection whose _ids mix BSON
+// types on the real MongoDB wire server and checks that the chunks' filters
+// select every document exactly once, sorted by _id within each chunk.
+func TestPlanCoversEveryDocumentOnce(t *testing.T) {
+	_, mc := services.Mongo(t)
+	ctx := services.Context(t, 2*time.Minute)
+	coll := mc.Database(services.Unique(t)).Collection("mixed")
+	t.Cleanup(func() { _ = coll.Database().Drop(ctx) })
+
+	const n = 3000
+	docs := make([]any, 0, n+3)
+	for i := range n {
+		docs = append(docs, bson.D{{Key: "_id", Value: mixedID(i)}, {Key: "n", Value: i}})
+	}
+	// One _id each of rare types the sample will likely miss.
+	docs = append(docs, bson.D{{Key: "_id", Value: true}}, bson.D{{Key: "_id", Value: bson.DateTime(7)}},
+		bson.D{{Key: "_id", Value: bson.Null{}}})
+	if _, err := coll.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name       string
+		chunkDocs  int
+		wantChunks func(int) bool
+	}{
+		{"small collection is one chunk", n * 2, func(c int) bool { return c == 1 }},
+		{"split per bracket", 100, func(c int) bool { return c >= 20 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.ChunkDocs = tc.chunkDocs
+			count, _, chunks, err := plan(ctx, coll, "db.mixed", cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if count != n+3 || !tc.wantChunks(len(chunks)) {
+				t.Fatalf("count %d, %d chunks", count, len(chunks))
+			}
+			seen := map[string]string{}
+			for _, c := range chunks {
+				f, err := c.Filter()
+				if err != nil {
+					t.Fatal(err)
+				}
+				cur, err := coll.Find(ctx, f, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+				if err != nil {
+					t.Fatalf("chunk %s: %v", c.ID(), err)
+				}
+				for cur.Next(ctx) {
+					id, _ := schemas.CanonicalID(cur.Current.Lookup("_id"))
+					if prev, ok := seen[id]; ok {
+						t.Fatalf("_id %s is in chunks %s and %s", id, prev, c.ID())
+					}
+					seen[id] = c.ID()
+				}
+				if err := cur.Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(seen) != n+3 {
+				t.Fatalf("chunks cover %d documents, want %d", len(seen), n+3)
+			}
+		})
+	}
+}
+
+// mixedID gives document i an _id of one of six BSON types.
+func mixedID(i int) any {
+	switch i % 6 {
+	case 0:
+		return bson.NewObjectIDFromTimestamp(time.Unix(int64(1_600_000_000+i), 0))
+	case 1:
+		return int32(i)
+	case 2:
+		return int64(10_000_000_000 + i)
+	case 3:
+		return float64(i) + 0.5
+	case 4:
+		return fmt.Sprintf("s%07d", i)
+	}
+	return bson.D{{Key: "a", Value: int32(i)}, {Key: "b", Value: "x"}}
+}
