@@ -16,11 +16,16 @@ import (
 // MaxBatch records and MaxBatchBytes bytes) plus PartitionBuffer polled slices
 // waiting behind it.
 type Config struct {
-	Group         string        // Kafka consumer group
-	Topics        string        // comma-separated topics; empty: every records topic of the prefix
-	MaxBatch      int           // largest number of records applied in one transaction
-	MaxBatchBytes int           // largest sum of record key+value bytes applied in one transaction
-	BatchWait     time.Duration // longest a record waits for its batch to fill before it is applied
+	Group         string // Kafka consumer group
+	Topics        string // comma-separated topics; empty: every records topic of the prefix
+	MaxBatch      int    // largest number of records applied in one transaction
+	MaxBatchBytes int    // largest sum of record key+value bytes applied in one transaction
+	// BatchWait is how long a worker that is free lingers for more records
+	// before it applies a batch that is not full. 0 (the default) applies
+	// what is there at once: while a batch is being applied the next one
+	// fills, so under load batches grow by themselves, and a linger would
+	// only leave the worker idle while fetching waits for other partitions.
+	BatchWait     time.Duration
 	StopAtEnd     bool          // exit once the group has applied everything that was in the topics at start
 	ShutdownGrace time.Duration // time an in-flight batch gets to commit on shutdown
 	// SessionTimeout is how long the group waits for a member that stopped
@@ -50,7 +55,7 @@ func DefaultConfig() Config {
 		Group:                "docshift-sink",
 		MaxBatch:             5000,
 		MaxBatchBytes:        16 << 20,
-		BatchWait:            50 * time.Millisecond,
+		BatchWait:            0,
 		ShutdownGrace:        30 * time.Second,
 		SessionTimeout:       45 * time.Second,
 		FetchMaxBytes:        50 << 20,
@@ -70,7 +75,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Topics, "topics", c.Topics, "topics to consume, comma-separated (default: every records topic of --topic-prefix)")
 	fs.IntVar(&c.MaxBatch, "max-batch", c.MaxBatch, "largest number of records of one partition applied in one database transaction")
 	fs.IntVar(&c.MaxBatchBytes, "max-batch-bytes", c.MaxBatchBytes, "largest sum of record bytes of one partition applied in one database transaction")
-	fs.DurationVar(&c.BatchWait, "batch-wait", c.BatchWait, "longest a record waits for its batch to fill before it is applied (0: apply what is there)")
+	fs.DurationVar(&c.BatchWait, "batch-wait", c.BatchWait, "how long a free worker lingers for more records before applying a batch that is not full (0: apply what is there at once)")
 	fs.BoolVar(&c.StopAtEnd, "stop-at-end", c.StopAtEnd, "exit once everything in the topics at start is applied")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "time an in-flight batch gets to commit on shutdown")
 	fs.DurationVar(&c.SessionTimeout, "session-timeout", c.SessionTimeout, "how long the group waits for a silent member before its partitions move (the broker allows 6s to 30m by default)")
