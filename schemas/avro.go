@@ -48,6 +48,8 @@ type Schema struct {
 	JSON        string
 	codec       *goavro.Codec
 	rowName     string
+	fullName    string // of the envelope record
+	registryID  int    // schema registry id; 0: single-object encoding
 }
 
 // Avro attribute names docshift adds to its schemas; Avro readers ignore them.
@@ -218,7 +220,8 @@ func ParseSchema(schemaJSON string) (*Schema, error) {
 	if env.Table == "" {
 		return nil, errors.New("parsing Avro schema: no docshift.table attribute: not a docshift envelope")
 	}
-	s := &Schema{JSON: schemaJSON, Fingerprint: codec.Rabin, codec: codec, rowName: env.Namespace + ".Row"}
+	s := &Schema{JSON: schemaJSON, Fingerprint: codec.Rabin, codec: codec, rowName: env.Namespace + ".Row",
+		fullName: env.Namespace + ".Envelope"}
 	for _, f := range env.Fields {
 		if f.Name != "row" {
 			continue
@@ -273,8 +276,10 @@ func parseTable(name string, recordJSON json.RawMessage, child bool) (Table, err
 	return t, nil
 }
 
-// Encode returns the Avro single-object encoding of e (magic C3 01, the
-// schema's 8-byte fingerprint, then the binary datum), appended to buf.
+// Encode appends the encoding of e to buf: Avro single-object encoding (C3
+// 01, the schema's 8-byte fingerprint, the datum), or, once the schema is
+// registered with a schema registry, the Confluent wire format (0x00, the
+// 4-byte big-endian schema id, the datum).
 func (s *Schema) Encode(buf []byte, e *Envelope) ([]byte, error) {
 	native := map[string]any{
 		"op":      string(e.Op),
@@ -290,7 +295,15 @@ func (s *Schema) Encode(buf []byte, e *Envelope) ([]byte, error) {
 	if e.Row != nil {
 		native["row"] = goavro.Union(s.rowName, nativeRow(s.Table, e.Row))
 	}
-	out, err := s.codec.SingleFromNative(buf, native)
+	var out []byte
+	var err error
+	if s.registryID != 0 {
+		id := uint32(s.registryID)
+		buf = append(buf, 0, byte(id>>24), byte(id>>16), byte(id>>8), byte(id))
+		out, err = s.codec.BinaryFromNative(buf, native)
+	} else {
+		out, err = s.codec.SingleFromNative(buf, native)
+	}
 	if err != nil {
 		return buf, fmt.Errorf("encoding %s record %s: %w", s.Table.Name, e.ID, err)
 	}
@@ -350,7 +363,13 @@ func plainRow(t Table, in map[string]any) map[string]any {
 
 // Decode reads a single-object encoded envelope written with this schema.
 func (s *Schema) Decode(b []byte) (*Envelope, error) {
-	native, _, err := s.codec.NativeFromSingle(b)
+	var native any
+	var err error
+	if _, ok := confluentID(b); ok {
+		native, _, err = s.codec.NativeFromBinary(b[5:])
+	} else {
+		native, _, err = s.codec.NativeFromSingle(b)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("decoding %s record: %w", s.Table.Name, err)
 	}
@@ -375,6 +394,14 @@ func (s *Schema) Decode(b []byte) (*Envelope, error) {
 		e.Row = plainRow(s.Table, row)
 	}
 	return e, nil
+}
+
+// confluentID returns the schema id of a Confluent wire format value.
+func confluentID(b []byte) (int, bool) {
+	if len(b) < 5 || b[0] != 0 {
+		return 0, false
+	}
+	return int(uint32(b[1])<<24 | uint32(b[2])<<16 | uint32(b[3])<<8 | uint32(b[4])), true
 }
 
 // Fingerprint returns the schema fingerprint of a single-object encoded value.

@@ -8,20 +8,31 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 )
 
-// Registry publishes envelope schemas to a compacted Kafka topic and resolves
-// the fingerprint of a single-object encoded record to its schema, so that a
-// Kafka cluster alone is enough to decode every docshift record.
+// Registry makes every record's schema findable by its readers, in one of two
+// framings:
 //
-// The schema topic's records have the fingerprint (16 hex digits) as key and
-// the schema JSON as value.
+//   - Without a schema registry, envelope schemas go to a compacted Kafka
+//     topic (key: the fingerprint as 16 hex digits, value: the schema JSON)
+//     and records use Avro single-object encoding (C3 01, the 8-byte
+//     fingerprint, the datum): a Kafka cluster alone is enough.
+//   - With a schema registry (Confluent, Apicurio in its Confluent API,
+//     Redpanda, Karapace), schemas are registered under the subject
+//     "<envelope full name>" (the record name strategy) and records use the
+//     Confluent wire format (0x00, the 4-byte schema id, the datum), which
+//     Kafka Connect, Flink, Spark and ksqlDB read.
+//
+// Decode reads both framings, whichever the registry was made for.
 type Registry struct {
-	client *kgo.Client
+	client *kgo.Client // schema topic; nil in registry-only mode
 	topic  string
+	sr     *sr.Client // nil without a schema registry
 
 	mu   sync.Mutex
 	byFP map[uint64]*Schema
+	byID map[int]*Schema
 
 	// refreshing serializes reads of the schema topic: they share the
 	// client's consumer, so two at once would take each other's records.
@@ -31,8 +42,24 @@ type Registry struct {
 // NewRegistry returns a registry on the given schema topic. The client is used
 // to produce schemas and to read the topic; it must not be a group consumer.
 func NewRegistry(client *kgo.Client, topic string) *Registry {
-	return &Registry{client: client, topic: topic, byFP: map[uint64]*Schema{}}
+	return &Registry{client: client, topic: topic, byFP: map[uint64]*Schema{}, byID: map[int]*Schema{}}
 }
+
+// NewConfluentRegistry returns a registry that registers schemas with a
+// schema registry at urls (Confluent wire format). client and topic, when
+// given, still let Decode read single-object encoded records.
+func NewConfluentRegistry(urls []string, client *kgo.Client, topic string) (*Registry, error) {
+	c, err := sr.NewClient(sr.URLs(urls...))
+	if err != nil {
+		return nil, fmt.Errorf("schema registry at %v: %w", urls, err)
+	}
+	r := NewRegistry(client, topic)
+	r.sr = c
+	return r, nil
+}
+
+// Subject is the schema registry subject of a schema (record name strategy).
+func (s *Schema) Subject() string { return s.fullName }
 
 // Topic returns the schema topic's name.
 func (r *Registry) Topic() string { return r.topic }
@@ -45,6 +72,9 @@ func fingerprintKey(fp uint64) []byte {
 // topic (synchronously, before any record that uses it) unless it is already
 // known.
 func (r *Registry) Register(ctx context.Context, s *Schema) error {
+	if r.sr != nil {
+		return r.registerConfluent(ctx, s)
+	}
 	r.mu.Lock()
 	_, known := r.byFP[s.Fingerprint]
 	r.mu.Unlock()
@@ -59,6 +89,49 @@ func (r *Registry) Register(ctx context.Context, s *Schema) error {
 	r.byFP[s.Fingerprint] = s
 	r.mu.Unlock()
 	return nil
+}
+
+// registerConfluent registers s with the schema registry and makes s write
+// the Confluent wire format with the id it got.
+func (r *Registry) registerConfluent(ctx context.Context, s *Schema) error {
+	if s.registryID != 0 {
+		return nil
+	}
+	ss, err := r.sr.CreateSchema(ctx, s.Subject(), sr.Schema{Schema: s.JSON, Type: sr.TypeAvro})
+	if err != nil {
+		return fmt.Errorf("registering schema of table %s as subject %s: %w", s.Table.Name, s.Subject(), err)
+	}
+	s.registryID = ss.ID
+	r.mu.Lock()
+	r.byID[ss.ID] = s
+	r.mu.Unlock()
+	return nil
+}
+
+// lookupID returns the schema with a schema registry id.
+func (r *Registry) lookupID(ctx context.Context, id int) (*Schema, error) {
+	r.mu.Lock()
+	s, ok := r.byID[id]
+	r.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	if r.sr == nil {
+		return nil, fmt.Errorf("%w: record names schema registry id %d, but no schema registry is configured", ErrUnknownSchema, id)
+	}
+	got, err := r.sr.SchemaByID(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: schema registry id %d: %w", ErrUnknownSchema, id, err)
+	}
+	s, err = ParseSchema(got.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("schema registry id %d: %w", id, err)
+	}
+	s.registryID = id
+	r.mu.Lock()
+	r.byID[id] = s
+	r.mu.Unlock()
+	return s, nil
 }
 
 // Lookup returns the schema with fingerprint fp, reading the schema topic again
@@ -89,15 +162,25 @@ func (r *Registry) Lookup(ctx context.Context, fp uint64) (*Schema, error) {
 	return nil, fmt.Errorf("%w %016x (not in schema topic %s)", ErrUnknownSchema, fp, r.topic)
 }
 
-// Decode decodes a single-object encoded docshift record with its schema.
+// Decode decodes a docshift record, in either framing, with its schema.
 func (r *Registry) Decode(ctx context.Context, value []byte) (*Envelope, *Schema, error) {
-	fp, err := Fingerprint(value)
-	if err != nil {
-		return nil, nil, err
-	}
-	s, err := r.Lookup(ctx, fp)
-	if err != nil {
-		return nil, nil, err
+	var s *Schema
+	if id, ok := confluentID(value); ok {
+		var err error
+		if s, err = r.lookupID(ctx, id); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		fp, err := Fingerprint(value)
+		if err != nil {
+			return nil, nil, err
+		}
+		if r.client == nil {
+			return nil, nil, fmt.Errorf("%w %016x: no schema topic is configured", ErrUnknownSchema, fp)
+		}
+		if s, err = r.Lookup(ctx, fp); err != nil {
+			return nil, nil, err
+		}
 	}
 	e, err := s.Decode(value)
 	return e, s, err
