@@ -23,20 +23,14 @@ type change struct {
 // returns an error wrapping ErrPoison; any other error (the schema topic could
 // not be read) is transient.
 func decode(ctx context.Context, reg *schemas.Registry, r *kgo.Record) (change, error) {
-	fp, err := schemas.Fingerprint(r.Value)
-	if err != nil {
+	env, s, err := reg.Decode(ctx, r.Value) // either framing: single-object or Confluent
+	switch {
+	case err != nil && s != nil: // the schema is known; the datum does not match it
 		return change{}, fmt.Errorf("%w: %w", ErrPoison, err)
-	}
-	s, err := reg.Lookup(ctx, fp)
-	if err != nil {
-		if errors.Is(err, schemas.ErrUnknownSchema) {
-			return change{}, fmt.Errorf("%w: %w", ErrPoison, err)
-		}
+	case errors.Is(err, schemas.ErrNotDocshiftRecord), errors.Is(err, schemas.ErrUnknownSchema):
+		return change{}, fmt.Errorf("%w: %w", ErrPoison, err)
+	case err != nil:
 		return change{}, err
-	}
-	env, err := s.Decode(r.Value)
-	if err != nil {
-		return change{}, fmt.Errorf("%w: %w", ErrPoison, err)
 	}
 	if env.ID == "" {
 		return change{}, fmt.Errorf("%w: envelope of table %s has no id", ErrPoison, s.Table.Name)
