@@ -125,12 +125,19 @@ type applier struct {
 	pool *pgxpool.Pool
 
 	mu      sync.Mutex
-	ensured map[uint64]bool     // schema fingerprints whose table is up to date
-	tables  map[string]struct{} // tables written by this process (for tombstone purges)
+	ensured map[uint64]*tablePlan // by schema fingerprint: tables up to date, and how to write them
+	tables  map[string]struct{}   // tables written by this process (for tombstone purges)
+}
+
+// tablePlan is how the rows of one schema are written: the root table's
+// layout and its child tables.
+type tablePlan struct {
+	root     *layout
+	children *childSet
 }
 
 func newApplier(pool *pgxpool.Pool) *applier {
-	return &applier{pool: pool, ensured: map[uint64]bool{}, tables: map[string]struct{}{}}
+	return &applier{pool: pool, ensured: map[uint64]*tablePlan{}, tables: map[string]struct{}{}}
 }
 
 // apply writes collapsed changes (at most one per key) in one transaction
@@ -146,24 +153,28 @@ func (a *applier) apply(ctx context.Context, changes []change) (int, error) {
 		}
 		byTable[name] = append(byTable[name], c)
 	}
-	for _, name := range order {
-		if err := a.ensureTable(ctx, byTable[name][0].schema); err != nil {
+	plans := make([]*tablePlan, len(order))
+	for i, name := range order {
+		var err error
+		if plans[i], err = a.ensureTable(ctx, byTable[name][0].schema); err != nil {
 			return 0, err
 		}
 	}
 	written := 0
 	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
 		written = 0
-		for _, name := range order {
-			cs := byTable[name]
-			keys, err := upsert(ctx, tx, cs[0].schema.Table, cs)
+		for i, name := range order {
+			cs, p := byTable[name], plans[i]
+			keys, err := upsert(ctx, tx, p.root, cs)
 			if err != nil {
 				return err
 			}
-			// Child tables, when the schema has them, are replaced here for
-			// exactly the parents in keys (the rows the upsert wrote), in
-			// this same transaction: a stale parent record leaves its
-			// children alone.
+			// Child rows are replaced for exactly the parents the upsert
+			// wrote, in this same transaction: a stale parent record leaves
+			// the newer children alone.
+			if err := p.children.replaceChildren(ctx, tx, p.root.table, cs, keys); err != nil {
+				return err
+			}
 			written += len(keys)
 		}
 		return nil
@@ -171,15 +182,16 @@ func (a *applier) apply(ctx context.Context, changes []change) (int, error) {
 	return written, err
 }
 
-// ensureTable creates the table of a schema, or adds the columns it lacks,
-// once per schema per process. Concurrent workers (and processes) serialize on
-// an advisory lock, since concurrent CREATE TABLE IF NOT EXISTS can collide.
-func (a *applier) ensureTable(ctx context.Context, s *schemas.Schema) error {
+// ensureTable creates the table of a schema and its child tables, or adds the
+// columns they lack, once per schema per process, and returns how to write
+// them. Concurrent workers (and processes) serialize on an advisory lock,
+// since concurrent CREATE TABLE IF NOT EXISTS can collide.
+func (a *applier) ensureTable(ctx context.Context, s *schemas.Schema) (*tablePlan, error) {
 	a.mu.Lock()
-	done := a.ensured[s.Fingerprint]
+	plan := a.ensured[s.Fingerprint]
 	a.mu.Unlock()
-	if done {
-		return nil
+	if plan != nil {
+		return plan, nil
 	}
 	h := fnv.New64a()
 	h.Write([]byte("docshift.ddl." + s.Table.Name))
@@ -195,13 +207,14 @@ func (a *applier) ensureTable(ctx context.Context, s *schemas.Schema) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("creating table %s: %w", s.Table.Name, err)
+		return nil, fmt.Errorf("creating table %s: %w", s.Table.Name, err)
 	}
+	plan = &tablePlan{root: newLayout(s.Table), children: newChildSet(s.Table)}
 	a.mu.Lock()
-	a.ensured[s.Fingerprint] = true
+	a.ensured[s.Fingerprint] = plan
 	a.tables[s.Table.Name] = struct{}{}
 	a.mu.Unlock()
-	return nil
+	return plan, nil
 }
 
 // tableNames returns the tables this process has written to.

@@ -39,12 +39,13 @@ func TestRowValuesOfDeleteIsTombstone(t *testing.T) {
 		{Name: schemas.ColTenant}, {Name: schemas.ColID}, {Name: schemas.ColVersion}, {Name: schemas.ColDeleted},
 		{Name: "v", Field: "v"},
 	}}
-	up := rowValues(table, &schemas.Envelope{Op: schemas.OpUpdate, Tenant: "t", ID: "1", Version: 7, Row: map[string]any{"v": "x"}})
-	if up[3] != false || up[4] != "x" || up[2] != int64(7) {
-		t.Errorf("update row = %v", up)
+	l := newLayout(table)
+	up, err := l.rowValues(&schemas.Envelope{Op: schemas.OpUpdate, Tenant: "t", ID: "1", Version: 7, Row: map[string]any{"v": "x"}})
+	if err != nil || up[3] != false || up[4] != "x" || up[2] != int64(7) {
+		t.Errorf("update row = %v, %v", up, err)
 	}
-	del := rowValues(table, &schemas.Envelope{Op: schemas.OpDelete, Tenant: "t", ID: "1", Version: 8})
-	if del[3] != true || del[4] != nil || del[2] != int64(8) || del[0] != "t" || del[1] != "1" {
+	del, err := l.rowValues(&schemas.Envelope{Op: schemas.OpDelete, Tenant: "t", ID: "1", Version: 8})
+	if err != nil || del[3] != true || del[4] != nil || del[2] != int64(8) || del[0] != "t" || del[1] != "1" {
 		t.Errorf("delete row = %v, want a tombstone", del)
 	}
 }

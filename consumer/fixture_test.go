@@ -27,6 +27,7 @@ type sink struct {
 	kc     *kgo.Client
 	pool   *pgxpool.Pool
 	schema *schemas.Schema
+	coll   *schemas.Collection
 	topic  string
 	table  string
 	group  string
@@ -44,15 +45,25 @@ func newSink(t *testing.T, partitions int) *sink {
 
 func newSinkOn(t *testing.T, tcfg topic.Config, kc *kgo.Client, pool *pgxpool.Pool, partitions int) *sink {
 	t.Helper()
+	return newSinkWith(t, tcfg, kc, pool, partitions, func(table string) *schemas.Collection {
+		return &schemas.Collection{Table: table, Columns: []schemas.Column{
+			{Name: "name", Type: schemas.Text}, {Name: "qty", Type: schemas.BigInt}}}
+	})
+}
+
+// newSinkWith is newSinkOn for the collection mapping returns for the
+// test's own table name.
+func newSinkWith(t *testing.T, tcfg topic.Config, kc *kgo.Client, pool *pgxpool.Pool, partitions int,
+	mapping func(table string) *schemas.Collection) *sink {
+	t.Helper()
 	ctx := services.Context(t, time.Minute)
 	name := services.Unique(t)
 	tcfg.Partitions = partitions
 	s := &sink{t: t, tcfg: tcfg, kc: kc, pool: pool, table: name + "_items", group: name + "-sink",
 		ns: schemas.Namespace{Database: name, Collection: "items"}}
-	coll := schemas.Collection{Table: s.table, Columns: []schemas.Column{
-		{Name: "name", Type: schemas.Text}, {Name: "qty", Type: schemas.BigInt}}}
+	s.coll = mapping(s.table)
 	var err error
-	if s.schema, err = schemas.NewSchema(s.ns, coll.TargetTable()); err != nil {
+	if s.schema, err = schemas.NewSchema(s.ns, s.coll.TargetTable()); err != nil {
 		t.Fatal(err)
 	}
 	s.topic = tcfg.Records(s.ns.Database, s.ns.Collection)
@@ -66,7 +77,9 @@ func newSinkOn(t *testing.T, tcfg topic.Config, kc *kgo.Client, pool *pgxpool.Po
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_, _ = pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+schemas.QuoteIdent(s.table))
+		for _, tt := range s.schema.Table.All() {
+			_, _ = pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+schemas.QuoteIdent(tt.Name))
+		}
 	})
 	return s
 }
