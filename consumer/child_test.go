@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 const childMapping = `collections:
   - source: shop.orders
     tenant: {constant: acme}
-    table: %s
+    table: {table}
     columns:
       - {path: name, type: text}
     children:
@@ -33,14 +34,14 @@ const childMapping = `collections:
               - {path: n, type: bigint}
 `
 
-// newMappedSink is a sink whose table comes from a mapping file's text (%s is
-// the table name).
+// newMappedSink is a sink whose table comes from a mapping file's text, with
+// its first collection's table name written {table}.
 func newMappedSink(t *testing.T, partitions int, yamlText string) *sink {
 	t.Helper()
 	tcfg, kc := services.Kafka(t)
 	_, pool := services.Postgres(t)
 	return newSinkWith(t, tcfg, kc, pool, partitions, func(table string) *schemas.Collection {
-		m, err := schemas.ParseMapping("mapping.yaml", fmt.Appendf(nil, yamlText, table))
+		m, err := schemas.ParseMapping("mapping.yaml", []byte(strings.ReplaceAll(yamlText, "{table}", table)))
 		if err != nil {
 			t.Fatal(err)
 		}
