@@ -265,4 +265,3 @@ func jsonValue(text string) any {
 	}
 	return norm(v)
 }
-
