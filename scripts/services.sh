@@ -2,7 +2,7 @@
 #
 # services.sh - local test services for docshift (MongoDB -> Kafka -> PostgreSQL).
 #
-# Usage: scripts/services.sh up|down|status|env|restart-pg-restart
+# Usage: scripts/services.sh up|down|status|env|restart-pg-restart|restart-mongo
 #
 #   up      Start (or keep) the real servers as local background processes and wait
 #           until each is ready:
@@ -11,7 +11,9 @@
 #             postgres-restart  a second PostgreSQL 15, only for  127.0.0.1:15433
 #                       the test that restarts its server mid-load
 #             mongo     mongo-java-server (in memory, oplog on)   127.0.0.1:27117
-#           Services that are already running are left alone (after a readiness check).
+#           Services that are already running are left alone (after a readiness check); a
+#           running mongo is not rebuilt either, but if testenv/mongo changed since it started,
+#           up says so (switch with restart-mongo).
 #           Installs missing Debian packages (Java 17, Maven, PostgreSQL 15) with apt-get.
 #           Writes .services/env and prints it.
 #   down    Stop them all (pid files in .services/) and wipe their data.
@@ -20,6 +22,8 @@
 #           MONGO_URI=..., PG_RESTART_URL=..., PG_RESTART_CTL=...; KAFKA_CLUSTER_ID is the id
 #           the broker's storage was formatted with; PG_RESTART_CTL is the command below).
 #   restart-pg-restart  Restart the postgres-restart server (fast stop, start, wait ready).
+#   restart-mongo  Stop mongo, rebuild the launcher if testenv/mongo changed, start it again
+#           (same address; its in-memory data is lost). Kafka and postgres are not touched.
 #
 # Typical use:   scripts/services.sh up && . .services/env && go test ./...
 #
@@ -448,14 +452,32 @@ stop_pg_restart() {
 mongo_pidfile() { printf '%s' "$SERVICES_DIR/mongo.pid"; }
 MONGO_MARKER=io.docshift.testenv.mongo.Launcher
 
+# The stamp of the build the running server was started from (compared with the sources by up).
+mongo_stampfile() { printf '%s' "$SERVICES_DIR/mongo.stamp"; }
+
+# mongo_source_stamp: a checksum of the launcher's sources (pom.xml and src/).
+mongo_source_stamp() {
+  (cd "$TESTENV_DIR/mongo" && find pom.xml src -type f | LC_ALL=C sort | xargs cat | sha256sum | cut -d' ' -f1)
+}
+
+# mongo_stale: true if the running server was built from other sources than testenv/mongo's
+# (a server started before mongo.stamp existed was started from the cached build's sources).
+mongo_stale() {
+  local running
+  running=$(cat "$(mongo_stampfile)" 2>/dev/null || cat "$MONGO_BUILD/.stamp" 2>/dev/null || true)
+  [[ $running != "$(mongo_source_stamp)" ]]
+}
+
+# ensure_mongo_launcher: (re)build .cache/mongo when the sources changed. Only call it while
+# mongo is stopped: the build replaces the jars a running server loads its classes from.
 ensure_mongo_launcher() {
   local dir="$TESTENV_DIR/mongo" stamp
-  stamp=$(cd "$dir" && find pom.xml src -type f | LC_ALL=C sort | xargs cat | sha256sum | cut -d' ' -f1)
+  stamp=$(mongo_source_stamp)
   if [[ -f $MONGO_BUILD/.stamp && $(<"$MONGO_BUILD/.stamp") == "$stamp" &&
     -f $MONGO_BUILD/build/launcher.jar ]]; then
     return 0
   fi
-  log "mongo: building the launcher in $(rel "$dir") with Maven (first run only)"
+  log "mongo: building the launcher in $(rel "$dir") with Maven (first run, or its sources changed)"
   rm -rf "$MONGO_BUILD"
   "${MVN[@]}" -f "$dir/pom.xml" package dependency:copy-dependencies \
     -Ddocshift.cache.dir="$MONGO_BUILD" >>"$BUILD_LOG" 2>&1 ||
@@ -493,6 +515,7 @@ start_mongo() {
     "$JAVA" -Xms256m -Xmx3g -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
     -cp "$MONGO_BUILD/build/launcher.jar:$MONGO_BUILD/libs/*" "$MONGO_MARKER" \
     --host "$HOST" --port "$MONGO_PORT"
+  cp "$MONGO_BUILD/.stamp" "$(mongo_stampfile)"
 }
 
 wait_mongo() {
@@ -501,6 +524,21 @@ wait_mongo() {
 
 stop_mongo() {
   stop_pid mongo "$(mongo_pidfile)" "$MONGO_MARKER" # in memory: nothing to wipe
+  rm -f "$(mongo_stampfile)"
+}
+
+# restart_mongo: stop, rebuild if the sources changed, start, wait ready (down + up for mongo only).
+restart_mongo() {
+  local t
+  mkdir -p "$SERVICES_DIR" "$LOG_DIR" "$CACHE_DIR"
+  ensure_packages
+  stop_mongo
+  ensure_mongo_launcher
+  t=$(now)
+  ensure_port_free mongo "$MONGO_PORT"
+  start_mongo
+  wait_mongo
+  log "mongo: ready on $HOST:$MONGO_PORT (restarted in $(elapsed "$t"), pid $(<"$(mongo_pidfile)"))"
 }
 
 # --------------------------------------------------------------- commands --
@@ -523,15 +561,17 @@ cmd_up() {
   t0=$(now)
   mkdir -p "$SERVICES_DIR" "$LOG_DIR" "$CACHE_DIR"
   ensure_packages
-  ensure_kafka_libs     # no-op when .cache/ is up to date
-  ensure_mongo_launcher # no-op when .cache/ is up to date
+  ensure_kafka_libs # no-op when .cache/ is up to date
 
   # Refuse early (before starting anything) if a foreign process holds one of our ports.
   if kafka_running; then kafka_was_up=true; else
     ensure_port_free kafka "$KAFKA_PORT"
     ensure_port_free kafka "$KAFKA_CONTROLLER_PORT"
   fi
-  if mongo_running; then mongo_was_up=true; else ensure_port_free mongo "$MONGO_PORT"; fi
+  if mongo_running; then mongo_was_up=true; else
+    ensure_port_free mongo "$MONGO_PORT"
+    ensure_mongo_launcher # no-op when .cache/ is up to date; never under a running server
+  fi
   if postgres_running; then pg_was_up=true; else ensure_port_free postgres "$PG_PORT"; fi
   if pgr_running; then pgr_was_up=true; else ensure_port_free postgres-restart "$PGR_PORT"; fi
 
@@ -566,6 +606,10 @@ cmd_up() {
   wait_mongo
   if [[ $mongo_was_up == true ]]; then
     log "mongo: already running (pid $(<"$(mongo_pidfile)"))"
+    if mongo_stale; then
+      log "mongo: NOTE: it runs an older build: $(rel "$TESTENV_DIR/mongo") changed since it started;"
+      log "mongo:   scripts/services.sh restart-mongo switches to the new one (mongo's data is lost)"
+    fi
   else
     log "mongo: ready on $HOST:$MONGO_PORT (started in $(elapsed "$t"))"
   fi
@@ -605,7 +649,9 @@ cmd_status() {
     all=1
   fi
   if mongo_running && mongo_ready; then
-    echo "mongo:    up   (pid $(<"$(mongo_pidfile)"), $HOST:$MONGO_PORT)"
+    local stale=""
+    mongo_stale && stale=", older build: see restart-mongo"
+    echo "mongo:    up   (pid $(<"$(mongo_pidfile)"), $HOST:$MONGO_PORT$stale)"
   else
     echo "mongo:    down"
     all=1
@@ -625,6 +671,7 @@ main() {
   status) cmd_status ;;
   env) cmd_env ;;
   restart-pg-restart) restart_pg_restart ;;
+  restart-mongo) restart_mongo ;;
   *)
     sed -n '3,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
     exit 2

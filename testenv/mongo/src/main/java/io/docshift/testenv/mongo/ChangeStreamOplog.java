@@ -14,6 +14,7 @@ import de.bwaldvogel.mongo.backend.aggregation.Aggregation;
 import de.bwaldvogel.mongo.bson.BsonTimestamp;
 import de.bwaldvogel.mongo.bson.Document;
 import de.bwaldvogel.mongo.exception.CursorNotFoundException;
+import de.bwaldvogel.mongo.exception.MongoServerError;
 import de.bwaldvogel.mongo.oplog.Oplog;
 
 /**
@@ -33,6 +34,12 @@ import de.bwaldvogel.mongo.oplog.Oplog;
  *       {@code fullDocument: "updateLookup"} (null if the document is gone), as on a real server;
  *       mongo-java-server otherwise returns a partial "delta" document there.</li>
  *   <li>Every event gets {@code ns: {db, coll}}.</li>
+ *   <li>With {@code fullDocumentBeforeChange: "whenAvailable"} or {@code "required"},
+ *       {@code update}, {@code replace} and {@code delete} events get
+ *       {@code fullDocumentBeforeChange}: the document before the change, which {@link PreImages}
+ *       stored in the oplog entry if the collection had pre-images enabled at the time of the
+ *       write. Otherwise it is null ("whenAvailable"), or the getMore fails with
+ *       NoMatchingDocument and the cursor is closed ("required"), as on MongoDB 6.0+.</li>
  * </ul>
  *
  * <p>The corrections run after the change stream's own pipeline stages, so a {@code $match} on
@@ -43,13 +50,15 @@ final class ChangeStreamOplog implements Oplog {
     private final Oplog delegate;
     private final MongoCollection<Document> oplogCollection;
     private final CursorRegistry cursorRegistry;
+    private final PreImages preImages;
     private final Runnable onChange;
 
     ChangeStreamOplog(Oplog delegate, MongoCollection<Document> oplogCollection, CursorRegistry cursorRegistry,
-                      Runnable onChange) {
+                      PreImages preImages, Runnable onChange) {
         this.delegate = delegate;
         this.oplogCollection = oplogCollection;
         this.cursorRegistry = cursorRegistry;
+        this.preImages = preImages;
         this.onChange = onChange;
     }
 
@@ -74,14 +83,17 @@ final class ChangeStreamOplog implements Oplog {
     @Override
     public void handleDropCollection(String namespace) {
         delegate.handleDropCollection(namespace);
+        // as on MongoDB, the option goes with the collection: a re-created one starts without it
+        preImages.setEnabled(namespace, false);
         onChange.run();
     }
 
     @Override
     public Cursor createCursor(Document changeStreamDocument, String namespace, Aggregation aggregation) {
+        BeforeChange beforeChange = BeforeChange.of(changeStreamDocument.get("fullDocumentBeforeChange"));
         Cursor cursor = delegate.createCursor(changeStreamDocument, namespace, aggregation);
         boolean lookup = "updateLookup".equals(changeStreamDocument.get("fullDocument"));
-        ChangeStreamCursor wrapped = new ChangeStreamCursor(cursor, namespace, lookup);
+        ChangeStreamCursor wrapped = new ChangeStreamCursor(cursor, namespace, lookup, beforeChange);
         if (isRegistered(cursor)) {
             // getMore finds cursors through the registry: make it hand out the wrapper
             cursorRegistry.remove(cursor.getId());
@@ -98,18 +110,37 @@ final class ChangeStreamOplog implements Oplog {
         }
     }
 
+    /** The {@code fullDocumentBeforeChange} option of a change stream. */
+    private enum BeforeChange {
+        OFF, WHEN_AVAILABLE, REQUIRED;
+
+        static BeforeChange of(Object option) {
+            if (option == null || "off".equals(option)) {
+                return OFF;
+            } else if ("whenAvailable".equals(option)) {
+                return WHEN_AVAILABLE;
+            } else if ("required".equals(option)) {
+                return REQUIRED;
+            }
+            throw new MongoServerError(2, "BadValue", "Enumeration value '" + option
+                + "' for field '$changeStream.fullDocumentBeforeChange' is not a valid value.");
+        }
+    }
+
     /** A change-stream cursor whose events are corrected as described on the class. */
     final class ChangeStreamCursor implements Cursor {
 
         private final Cursor delegate;
         private final Document ns;
         private final boolean updateLookup;
+        private final BeforeChange beforeChange;
 
-        ChangeStreamCursor(Cursor delegate, String namespace, boolean updateLookup) {
+        ChangeStreamCursor(Cursor delegate, String namespace, boolean updateLookup, BeforeChange beforeChange) {
             this.delegate = delegate;
             int dot = namespace.indexOf('.');
             this.ns = new Document("db", namespace.substring(0, dot)).append("coll", namespace.substring(dot + 1));
             this.updateLookup = updateLookup;
+            this.beforeChange = beforeChange;
         }
 
         @Override
@@ -125,12 +156,31 @@ final class ChangeStreamOplog implements Oplog {
         @Override
         public List<Document> takeDocuments(int numberToReturn) {
             List<Document> events = delegate.takeDocuments(numberToReturn);
-            Map<Long, Document> oplogEntries = oplogEntriesOfUpdates(events);
+            Set<String> withEntry = beforeChange == BeforeChange.OFF ? Set.of("update") : Set.of("update", "delete");
+            Map<Long, Document> oplogEntries = oplogEntriesOf(events, withEntry);
             List<Document> corrected = new ArrayList<>(events.size());
             for (Document event : events) {
-                corrected.add(correct(event, oplogEntries));
+                Document result = correct(event, oplogEntries);
+                if (beforeChange != BeforeChange.OFF && result.get("operationType") instanceof String type
+                    && Set.of("update", "replace", "delete").contains(type)) {
+                    addBeforeChange(result, oplogEntries.get(timestampOf(event)));
+                }
+                corrected.add(result);
             }
             return corrected;
+        }
+
+        private void addBeforeChange(Document event, Document oplogEntry) {
+            Document before = oplogEntry == null ? null : PreImages.of(oplogEntry);
+            if (before == null && beforeChange == BeforeChange.REQUIRED) {
+                // MongoDB fails the getMore and kills the cursor; the driver does not resume on it
+                cursorRegistry.remove(getId());
+                throw new MongoServerError(47, "NoMatchingDocument", "Change stream was configured to require a"
+                    + " pre-image for all update, delete and replace events, but the pre-image was not found"
+                    + " for event: " + event.get("_id") + " (docshift test launcher: the collection had no"
+                    + " changeStreamPreAndPostImages enabled at the time of the write)");
+            }
+            event.put("fullDocumentBeforeChange", before);
         }
 
         private Document correct(Document event, Map<Long, Document> oplogEntries) {
@@ -225,11 +275,11 @@ final class ChangeStreamOplog implements Oplog {
         return ((BsonTimestamp) event.get("clusterTime")).getValue();
     }
 
-    /** Oplog entries (by timestamp) of the update events in a batch: one scan of the oplog. */
-    private Map<Long, Document> oplogEntriesOfUpdates(List<Document> events) {
+    /** Oplog entries (by timestamp) of the events of the given types in a batch: one scan of the oplog. */
+    private Map<Long, Document> oplogEntriesOf(List<Document> events, Set<String> operationTypes) {
         Set<Long> wanted = new HashSet<>();
         for (Document event : events) {
-            if ("update".equals(event.get("operationType")) && event.get("clusterTime") instanceof BsonTimestamp) {
+            if (operationTypes.contains(event.get("operationType")) && event.get("clusterTime") instanceof BsonTimestamp) {
                 wanted.add(timestampOf(event));
             }
         }

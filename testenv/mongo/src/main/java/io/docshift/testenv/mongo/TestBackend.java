@@ -1,22 +1,35 @@
 package io.docshift.testenv.mongo;
 
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
 
 import de.bwaldvogel.mongo.MongoCollection;
+import de.bwaldvogel.mongo.MongoDatabase;
+import de.bwaldvogel.mongo.backend.ArrayFilters;
+import de.bwaldvogel.mongo.backend.CollectionOptions;
 import de.bwaldvogel.mongo.backend.Cursor;
+import de.bwaldvogel.mongo.backend.CursorRegistry;
 import de.bwaldvogel.mongo.backend.memory.MemoryBackend;
+import de.bwaldvogel.mongo.backend.memory.MemoryCollection;
+import de.bwaldvogel.mongo.backend.memory.MemoryDatabase;
 import de.bwaldvogel.mongo.bson.Document;
 import de.bwaldvogel.mongo.exception.CursorNotFoundException;
+import de.bwaldvogel.mongo.exception.MongoServerError;
 import de.bwaldvogel.mongo.oplog.Oplog;
 import io.netty.channel.Channel;
 
 /**
- * mongo-java-server's in-memory backend with two test-environment additions:
+ * mongo-java-server's in-memory backend with three test-environment additions:
  *
  * <ol>
  *   <li>Change-stream events are post-processed by {@link ChangeStreamOplog} so that update
  *       events carry a real {@code documentKey} (see there).</li>
+ *   <li>Change-stream pre-images ({@code fullDocumentBeforeChange}, see {@link PreImages}):
+ *       {@code collMod} and {@code create} accept {@code changeStreamPreAndPostImages:
+ *       {enabled: ...}}, and collections hand the documents that delete and update statements
+ *       are about to change to {@link PreImages}, which stores them in the oplog entries.</li>
  *   <li>{@code getMore} on a change-stream cursor waits (like a real server's awaitData) until the
  *       oplog changes or {@code maxTimeMS} (default 1000 ms, capped by {@code maxAwaitMillis})
  *       passes. mongo-java-server answers such a getMore immediately, so the Go driver's
@@ -29,7 +42,12 @@ final class TestBackend extends MemoryBackend {
 
     private static final long DEFAULT_AWAIT_MILLIS = 1000;
 
+    private static final Set<String> GENERIC_COMMAND_FIELDS = Set.of(
+        "lsid", "txnNumber", "writeConcern", "comment", "maxTimeMS", "apiVersion", "apiStrict",
+        "apiDeprecationErrors");
+
     private final long maxAwaitMillis;
+    private final PreImages preImages = new PreImages();
     private final Object oplogChanged = new Object();
     private long oplogVersion; // guarded by oplogChanged
 
@@ -43,7 +61,88 @@ final class TestBackend extends MemoryBackend {
         @SuppressWarnings("unchecked")
         MongoCollection<Document> oplogCollection = (MongoCollection<Document>) resolveDatabase("local")
             .resolveCollection(OPLOG_COLLECTION_NAME, true);
-        return new ChangeStreamOplog(oplog, oplogCollection, getCursorRegistry(), this::signalOplogChange);
+        return new ChangeStreamOplog(oplog, oplogCollection, getCursorRegistry(), preImages, this::signalOplogChange);
+    }
+
+    @Override
+    public MemoryDatabase openOrCreateDatabase(String databaseName) {
+        return new Database(databaseName, getCursorRegistry());
+    }
+
+    /** MemoryDatabase whose collections feed {@link PreImages}. */
+    private final class Database extends MemoryDatabase {
+
+        Database(String databaseName, CursorRegistry cursorRegistry) {
+            super(databaseName, cursorRegistry);
+        }
+
+        @Override
+        protected MemoryCollection openOrCreateCollection(String collectionName, CollectionOptions options) {
+            if (databaseName.equals("local") && collectionName.equals(OPLOG_COLLECTION_NAME)) {
+                return new OplogCollection(this, collectionName, options, cursorRegistry);
+            }
+            return new PreImageCollection(this, collectionName, options, cursorRegistry);
+        }
+    }
+
+    /**
+     * A collection that passes each document a delete or update statement removes or changes to
+     * {@link PreImages} before the change. mongo-java-server runs a statement (including writing
+     * its oplog entries) under the collection's lock, so a statement's pre-images are exactly the
+     * documents it changed, even with concurrent writers.
+     * findAndModify removes/changes documents too, but writes no oplog entries (no events).
+     */
+    private final class PreImageCollection extends MemoryCollection {
+
+        PreImageCollection(MongoDatabase database, String name, CollectionOptions options, CursorRegistry cursors) {
+            super(database, name, options, cursors);
+        }
+
+        @Override
+        public synchronized int deleteDocuments(Document selector, int limit, Oplog oplog) {
+            preImages.begin(getFullName());
+            try {
+                return super.deleteDocuments(selector, limit, oplog);
+            } finally {
+                preImages.end();
+            }
+        }
+
+        @Override
+        public synchronized Document updateDocuments(Document selector, Document updateQuery, ArrayFilters arrayFilters,
+                                                     boolean isMulti, boolean isUpsert, Oplog oplog) {
+            preImages.begin(getFullName());
+            try {
+                return super.updateDocuments(selector, updateQuery, arrayFilters, isMulti, isUpsert, oplog);
+            } finally {
+                preImages.end();
+            }
+        }
+
+        @Override
+        public synchronized void removeDocument(Document document) {
+            preImages.capture(getFullName(), document); // called for each document a delete removes
+            super.removeDocument(document);
+        }
+
+        @Override
+        protected void handleUpdate(Integer position, Document oldDocument, Document newDocument) {
+            preImages.capture(getFullName(), oldDocument); // called for each document an update changes
+            super.handleUpdate(position, oldDocument, newDocument);
+        }
+    }
+
+    /** local.oplog.rs: stores the pre-images of the running statement in its oplog entries. */
+    private final class OplogCollection extends MemoryCollection {
+
+        OplogCollection(MongoDatabase database, String name, CollectionOptions options, CursorRegistry cursors) {
+            super(database, name, options, cursors);
+        }
+
+        @Override
+        public synchronized void addDocuments(Stream<Document> documents) {
+            super.addDocuments(documents.map(preImages::attach));
+        }
     }
 
     private void signalOplogChange() {
@@ -74,6 +173,9 @@ final class TestBackend extends MemoryBackend {
 
     @Override
     public Document handleCommand(Channel channel, String databaseName, String command, Document query) {
+        if (command.equalsIgnoreCase("collMod") || command.equalsIgnoreCase("create")) {
+            return handlePreImageOption(channel, databaseName, command, query);
+        }
         if (!command.equalsIgnoreCase("getMore") || !isChangeStreamCursor(query.get(command))) {
             return super.handleCommand(channel, databaseName, command, query);
         }
@@ -98,6 +200,53 @@ final class TestBackend extends MemoryBackend {
                 return response;
             }
         }
+    }
+
+    /**
+     * {@code collMod: <coll>, changeStreamPreAndPostImages: {enabled: <bool>}} (MongoDB 6.0+)
+     * switches pre-image recording for a collection; {@code create} accepts the same option.
+     * mongo-java-server has no collMod at all (and create ignores unknown options), so collMod
+     * handles this option only and rejects any other; create passes everything else on.
+     */
+    private Document handlePreImageOption(Channel channel, String databaseName, String command, Document query) {
+        Object option = query.get("changeStreamPreAndPostImages");
+        boolean collMod = command.equalsIgnoreCase("collMod");
+        if (option == null && !collMod) {
+            return super.handleCommand(channel, databaseName, command, query);
+        }
+        String collectionName = String.valueOf(query.get(command));
+        String namespace = databaseName + "." + collectionName;
+        Boolean enable = null;
+        if (option != null) {
+            if (!(option instanceof Document spec) || !(spec.get("enabled") instanceof Boolean enabled)) {
+                throw new MongoServerError(14, "TypeMismatch",
+                    "changeStreamPreAndPostImages must be a document {enabled: <bool>}, got " + option);
+            }
+            enable = enabled;
+        }
+        if (!collMod) {
+            Document response = super.handleCommand(channel, databaseName, command, query);
+            if (response.get("ok") instanceof Number ok && ok.intValue() == 1) {
+                preImages.setEnabled(namespace, enable);
+            }
+            return response;
+        }
+
+        for (String field : query.keySet()) {
+            if (!field.equals(command) && !field.equals("changeStreamPreAndPostImages") && !field.startsWith("$")
+                && !GENERIC_COMMAND_FIELDS.contains(field)) {
+                throw new MongoServerError(72, "InvalidOptions",
+                    "collMod option '" + field + "' is not supported by the docshift test launcher"
+                        + " (only changeStreamPreAndPostImages)");
+            }
+        }
+        if (resolveDatabase(databaseName).resolveCollection(collectionName, false) == null) {
+            throw new MongoServerError(26, "NamespaceNotFound", "ns does not exist: " + namespace);
+        }
+        if (enable != null) {
+            preImages.setEnabled(namespace, enable);
+        }
+        return new Document("ok", 1.0);
     }
 
     private boolean isChangeStreamCursor(Object cursorId) {
