@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/docshift/docshift/consumer"
@@ -69,11 +70,19 @@ func runConsume(ctx context.Context, args []string, e *env) error {
 	pcfg.RegisterFlags(fs)
 	ccfg.RegisterFlags(fs)
 	mcfg.RegisterFlags(fs, ":9464")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (for benchmarks)")
 	if err := parse(fs, args, e, false); err != nil {
 		return err
 	}
 	if err := validate(fs, e, &tcfg, &pcfg, &ccfg, &mcfg); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	pool, err := target.Connect(ctx, pcfg)
 	if err != nil {
@@ -172,4 +181,20 @@ func runSeed(ctx context.Context, args []string, e *env) error {
 		}
 	}
 	return nil
+}
+
+// startCPUProfile writes a CPU profile to path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -24,15 +24,17 @@ import (
 )
 
 // BenchmarkSink measures the consumer on orders-like records (10 typed
-// columns and _extra; child items are not in the record yet) from a
-// pre-filled 12-partition topic: `docshift consume --stop-at-end` runs as its
-// own process, and in the same run the same rows are COPYed straight into
-// the same table, the raw limit. One line per topic size:
+// columns and _extra, and 3 items in a child table) from a pre-filled
+// 12-partition topic: `docshift consume --stop-at-end` runs as its own
+// process, and in the same run the same parent and child rows are COPYed
+// straight into the same tables, the raw limit. Rates count parent rows (one
+// per record). One line per topic size:
 //
 //	bench sink: ours=<rows/s> raw=<rows/s> ratio=<ours/raw> rss_mb=<peak>
 //
 // Sizes come from DOCSHIFT_BENCH_RECORDS (comma-separated, default
-// 100000,400000) and DOCSHIFT_BENCH_ARGS adds consumer flags; rss_mb is the consumer process's peak resident set
+// 100000,400000) and DOCSHIFT_BENCH_ARGS adds consumer flags (such as
+// --cpuprofile FILE); rss_mb is the consumer process's peak resident set
 // (getrusage maxrss), which should not grow with the topic.
 func BenchmarkSink(b *testing.B) {
 	sizes := []int{100_000, 400_000}
@@ -65,7 +67,9 @@ func BenchmarkSink(b *testing.B) {
 				{Name: "total", Type: schemas.Double}, {Name: "items", Type: schemas.Integer},
 				{Name: "paid", Type: schemas.Boolean}, {Name: "created_at", Type: schemas.TimestampTZ},
 				{Name: "note", Type: schemas.Text}, {Name: "sku", Type: schemas.Text},
-				{Name: "qty", Type: schemas.BigInt}, {Name: "discount", Type: schemas.Double}}}
+				{Name: "qty", Type: schemas.BigInt}, {Name: "discount", Type: schemas.Double}},
+				Children: []schemas.Child{{Path: schemas.Path{"lines"}, Table: name + "_orders__lines", Columns: []schemas.Column{
+					{Name: "sku", Type: schemas.Text}, {Name: "qty", Type: schemas.Integer}, {Name: "price", Type: schemas.Double}}}}}
 			ns := schemas.Namespace{Database: name, Collection: "orders"}
 			s, err := schemas.NewSchema(ns, coll.TargetTable())
 			if err != nil {
@@ -80,19 +84,20 @@ func BenchmarkSink(b *testing.B) {
 			}
 			fill(ctx, b, kc, s, recTopic, n)
 			ours, rssMB := runSink(ctx, b, bin, tcfg, pcfg.URL, recTopic, name+"-sink")
-			tbl := schemas.QuoteIdent(coll.Table)
-			var got int
-			if err := pool.QueryRow(ctx, "SELECT count(*) FROM "+tbl).Scan(&got); err != nil || got != n {
-				b.Fatalf("consumer left %d rows (err %v), want %d", got, err, n)
+			tbl, items := schemas.QuoteIdent(coll.Table), schemas.QuoteIdent(s.Table.Children[0].Name)
+			var got, gotItems int
+			if err := pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM "+tbl+"), (SELECT count(*) FROM "+items+")").Scan(&got, &gotItems); err != nil ||
+				got != n || gotItems != 3*n {
+				b.Fatalf("consumer left %d rows and %d items (err %v), want %d and %d", got, gotItems, err, n, 3*n)
 			}
-			if _, err := pool.Exec(ctx, "TRUNCATE "+tbl); err != nil {
+			if _, err := pool.Exec(ctx, "TRUNCATE "+tbl+", "+items); err != nil {
 				b.Fatal(err)
 			}
-			raw := rawCopy(ctx, b, pool, s, coll.Table, n)
+			raw := rawCopy(ctx, b, pool, s.Table, n)
 			fmt.Printf("bench sink: records=%d ours=%.0f raw=%.0f ratio=%.2f rss_mb=%.0f\n", n, ours, raw, ours/raw, rssMB)
 			b.ReportMetric(ours, "rows/s")
 			b.ReportMetric(ours/raw, "ratio")
-			if _, err := pool.Exec(ctx, "DROP TABLE "+tbl); err != nil {
+			if _, err := pool.Exec(ctx, "DROP TABLE "+tbl+", "+items); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -107,6 +112,11 @@ func order(i int) (string, map[string]any) {
 		"total": float64(i%100000) / 100, "items": int32(i%7 + 1), "paid": i%3 != 0,
 		"created_at": time.Unix(1_700_000_000+int64(i), 0).UTC(), "note": "deliver to the back door, ring twice",
 		"sku": fmt.Sprintf("SKU-%08d", i%99991), "qty": int64(i % 13), "discount": float64(i%20) / 100,
+		"lines": []any{
+			map[string]any{"sku": fmt.Sprintf("SKU-%08d", i%99991), "qty": int32(1), "price": 9.99},
+			map[string]any{"sku": fmt.Sprintf("SKU-%08d", (i+7)%99991), "qty": int32(i%5 + 1), "price": 24.5},
+			map[string]any{"sku": fmt.Sprintf("SKU-%08d", (i+13)%99991), "qty": int32(2), "price": float64(i%1000) / 10},
+		},
 	}
 }
 
@@ -167,45 +177,73 @@ func runSink(ctx context.Context, b *testing.B, bin string, tcfg topic.Config, p
 	return rate, float64(ru.Maxrss) / 1024 // Linux: KiB
 }
 
-// rawCopy COPYs the same n rows into the table and returns rows/s.
-func rawCopy(ctx context.Context, b *testing.B, pool *pgxpool.Pool, s *schemas.Schema, table string, n int) float64 {
+// rawCopy COPYs the same n orders, parent rows then child rows, into the
+// tables and returns parent rows/s.
+func rawCopy(ctx context.Context, b *testing.B, pool *pgxpool.Pool, t schemas.Table, n int) float64 {
 	b.Helper()
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer conn.Release()
-	cols := make([]string, len(s.Table.Columns))
-	for i, c := range s.Table.Columns {
+	items := t.Children[0]
+	cur, id, row := -1, "", map[string]any(nil)
+	at := func(i int) { // the i-th order, made once for all its columns
+		if i != cur {
+			cur = i
+			id, row = order(i)
+		}
+	}
+	start := time.Now()
+	copyTable(ctx, b, conn, t, n, func(i int, c schemas.TableColumn) any {
+		at(i)
+		switch c.Name {
+		case schemas.ColTenant:
+			return tenantOf(i)
+		case schemas.ColID:
+			return id
+		case schemas.ColVersion:
+			return int64(1) << 32
+		case schemas.ColDeleted:
+			return false
+		}
+		return row[c.Field]
+	})
+	copyTable(ctx, b, conn, items, 3*n, func(j int, c schemas.TableColumn) any {
+		at(j / 3)
+		switch c.Name {
+		case schemas.ColTenant:
+			return tenantOf(j / 3)
+		case schemas.ColID:
+			return id
+		case schemas.ColIdx:
+			return []int32{int32(j % 3)}
+		}
+		return row[items.Field].([]any)[j%3].(map[string]any)[c.Field]
+	})
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// copyTable COPYs rows 0..n-1 of table t, column values from value.
+func copyTable(ctx context.Context, b *testing.B, conn *pgxpool.Conn, t schemas.Table, n int, value func(row int, c schemas.TableColumn) any) {
+	b.Helper()
+	cols := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
 		cols[i] = c.Name
 	}
 	i := 0
-	start := time.Now()
-	copied, err := conn.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromFunc(func() ([]any, error) {
+	copied, err := conn.CopyFrom(ctx, pgx.Identifier{t.Name}, cols, pgx.CopyFromFunc(func() ([]any, error) {
 		if i == n {
 			return nil, nil
 		}
-		id, row := order(i)
-		vals := make([]any, len(s.Table.Columns))
-		for j, c := range s.Table.Columns {
-			switch c.Name {
-			case schemas.ColTenant:
-				vals[j] = tenantOf(i)
-			case schemas.ColID:
-				vals[j] = id
-			case schemas.ColVersion:
-				vals[j] = int64(1) << 32
-			case schemas.ColDeleted:
-				vals[j] = false
-			default:
-				vals[j] = row[c.Field]
-			}
+		vals := make([]any, len(t.Columns))
+		for j, c := range t.Columns {
+			vals[j] = value(i, c)
 		}
 		i++
 		return vals, nil
 	}))
 	if err != nil || copied != int64(n) {
-		b.Fatalf("raw COPY: %d rows, %v", copied, err)
+		b.Fatalf("raw COPY into %s: %d rows, %v", t.Name, copied, err)
 	}
-	return float64(n) / time.Since(start).Seconds()
 }
