@@ -33,7 +33,7 @@ func (c *Consumer) applyRecords(ctx context.Context, recs []*kgo.Record) (int, e
 		var ch change
 		err := c.retry(ctx, "reading the schema topic", func() error {
 			var err error
-			ch, err = decode(ctx, c.registry, r)
+			ch, err = decode(ctx, c.registry, c.decoders, r)
 			return err
 		}, func(err error) bool { return !errors.Is(err, ErrPoison) })
 		if errors.Is(err, ErrPoison) {

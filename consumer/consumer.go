@@ -33,6 +33,7 @@ type Consumer struct {
 	log      *slog.Logger
 	applier  *applier
 	registry *schemas.Registry
+	decoders *decoders
 	regCl    *kgo.Client // plain client: schema topic reads, dead-letter produces, admin
 	dlq      *deadLetters
 	metrics  *metrics
@@ -74,6 +75,7 @@ func New(ctx context.Context, cfg Config, tc topic.Config, pool *pgxpool.Pool, l
 		return nil, err
 	}
 	c.registry = schemas.NewRegistry(c.regCl, tc.Schemas())
+	c.decoders = newDecoders()
 	if cfg.DLQ {
 		if err := topic.EnsureDLQ(ctx, c.regCl, tc); err != nil {
 			c.regCl.Close()

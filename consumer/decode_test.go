@@ -62,7 +62,7 @@ func FuzzDecode(f *testing.F) {
 		if len(value) >= 10 && value[0] == 0xC3 && value[1] == 0x01 && string(value[2:10]) != string(fp[2:10]) {
 			value = append(append([]byte{}, fp...), value[10:]...) // unknown fingerprints re-read the topic: keep the fuzz fast
 		}
-		ch, err := decode(context.Background(), reg, &kgo.Record{Value: value})
+		ch, err := decode(context.Background(), reg, newDecoders(), &kgo.Record{Value: value})
 		if err != nil {
 			if !errors.Is(err, ErrPoison) {
 				t.Fatalf("decode(%x) = %v, not poison", value, err)
@@ -77,7 +77,7 @@ func FuzzDecode(f *testing.F) {
 
 func TestDecodeUnknownFingerprintIsPoison(t *testing.T) {
 	reg, _ := fakeRegistry(t)
-	_, err := decode(context.Background(), reg, &kgo.Record{Value: []byte{0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0}})
+	_, err := decode(context.Background(), reg, newDecoders(), &kgo.Record{Value: []byte{0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0}})
 	if !errors.Is(err, ErrPoison) || !errors.Is(err, schemas.ErrUnknownSchema) {
 		t.Fatalf("decode of an unknown fingerprint = %v, want poison and ErrUnknownSchema", err)
 	}

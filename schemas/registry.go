@@ -164,26 +164,37 @@ func (r *Registry) Lookup(ctx context.Context, fp uint64) (*Schema, error) {
 
 // Decode decodes a docshift record, in either framing, with its schema.
 func (r *Registry) Decode(ctx context.Context, value []byte) (*Envelope, *Schema, error) {
-	var s *Schema
-	if id, ok := confluentID(value); ok {
-		var err error
-		if s, err = r.lookupID(ctx, id); err != nil {
-			return nil, nil, err
-		}
-	} else {
-		fp, err := Fingerprint(value)
-		if err != nil {
-			return nil, nil, err
-		}
-		if r.client == nil {
-			return nil, nil, fmt.Errorf("%w %016x: no schema topic is configured", ErrUnknownSchema, fp)
-		}
-		if s, err = r.Lookup(ctx, fp); err != nil {
-			return nil, nil, err
-		}
+	s, _, err := r.SchemaOf(ctx, value)
+	if err != nil {
+		return nil, nil, err
 	}
 	e, err := s.Decode(value)
 	return e, s, err
+}
+
+// SchemaOf returns the writer schema of a docshift record, in either framing,
+// and its Avro datum (the value without its framing header), for decoders
+// other than Decode's.
+func (r *Registry) SchemaOf(ctx context.Context, value []byte) (*Schema, []byte, error) {
+	if id, ok := confluentID(value); ok {
+		s, err := r.lookupID(ctx, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, value[5:], nil
+	}
+	fp, err := Fingerprint(value)
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.client == nil {
+		return nil, nil, fmt.Errorf("%w %016x: no schema topic is configured", ErrUnknownSchema, fp)
+	}
+	s, err := r.Lookup(ctx, fp)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, value[10:], nil
 }
 
 // Refresh reads the schema topic from its start to its current end.
