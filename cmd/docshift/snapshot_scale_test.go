@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/docshift/docshift/internal/services"
+	"github.com/docshift/docshift/schemas"
+	"github.com/docshift/docshift/snapshot"
+	"github.com/docshift/docshift/topic"
+)
+
+// scaleDocs is the collection size of the multi-process snapshot test:
+// DOCSHIFT_SNAPSHOT_DOCS (the issue's 200000) or 30000 by default, which
+// keeps `make test` short on two cores.
+func scaleDocs(t *testing.T) int {
+	if v := os.Getenv("DOCSHIFT_SNAPSHOT_DOCS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 100 {
+			t.Fatalf("DOCSHIFT_SNAPSHOT_DOCS=%q: want a number of at least 100", v)
+		}
+		return n
+	}
+	return 30000
+}
+
+// buildDocshift builds the docshift binary into a temporary directory.
+func buildDocshift(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "docshift")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// mixedID gives document i an _id of one of six BSON types: ObjectId,
+// int32, int64, double, string and a composite document.
+func mixedID(i int) any {
+	switch i % 6 {
+	case 0:
+		return bson.NewObjectIDFromTimestamp(time.Unix(int64(1_600_000_000+i), 0))
+	case 1:
+		return int32(i)
+	case 2:
+		return int64(10_000_000_000 + i)
+	case 3:
+		return float64(i) + 0.5
+	case 4:
+		return fmt.Sprintf("s%07d", i)
+	}
+	return bson.D{{Key: "a", Value: int32(i)}, {Key: "b", Value: "x"}}
+}
+
+// mixedCollection seeds n documents with mixed _id types and writes their
+// mapping; it returns the mapping file and the target table.
+func mixedCollection(ctx context.Context, t *testing.T, mc *mongo.Client, n int) (coll *mongo.Collection, mappingFile, table string) {
+	t.Helper()
+	name := services.Unique(t)
+	coll = mc.Database(name).Collection("items")
+	t.Cleanup(func() { _ = coll.Database().Drop(context.Background()) })
+	start := time.Now()
+	batch := make([]any, 0, 10000)
+	for i := range n {
+		batch = append(batch, bson.D{{Key: "_id", Value: mixedID(i)}, {Key: "tenant_id", Value: fmt.Sprintf("tenant-%d", i%5)},
+			{Key: "n", Value: int64(i)}, {Key: "note", Value: "document " + strconv.Itoa(i)}})
+		if len(batch) == cap(batch) || i == n-1 {
+			if _, err := coll.InsertMany(ctx, batch); err != nil {
+				t.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	t.Logf("inserted %d documents in %s", n, time.Since(start).Round(time.Millisecond))
+	table = name + "_items"
+	mappingFile = filepath.Join(t.TempDir(), "mapping.yaml")
+	m := fmt.Sprintf("collections:\n  - source: %s.items\n    tenant: {field: tenant_id}\n    table: %s\n    columns:\n      - {path: n, type: bigint}\n", name, table)
+	if err := os.WriteFile(mappingFile, []byte(m), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return coll, mappingFile, table
+}
+
+// snapshotCmd starts a docshift snapshot process.
+func snapshotCmd(ctx context.Context, bin string, args ...string) (*exec.Cmd, *strings.Builder) {
+	cmd := exec.CommandContext(ctx, bin, append([]string{"snapshot"}, args...)...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	return cmd, &out
+}
+
+// checkExactlyOnce reads the records topic (read committed) and checks that
+// every source document appears exactly once as a snapshot record.
+func checkExactlyOnce(ctx context.Context, t *testing.T, tcfg topic.Config, coll *mongo.Collection) {
+	t.Helper()
+	src := readSource(ctx, t, coll)
+	recs := readTopic(ctx, t, tcfg, tcfg.Records(coll.Database().Name(), coll.Name()))
+	seen := map[string]int{}
+	for _, r := range recs {
+		_, id, err := schemas.ParseKey(r.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := src[id]; !ok {
+			t.Fatalf("record key %s is no source document", r.Key)
+		}
+		seen[id]++
+	}
+	dups := 0
+	for id, c := range seen {
+		if c != 1 {
+			dups++
+			if dups < 5 {
+				t.Errorf("document %s has %d snapshot records, want 1", id, c)
+			}
+		}
+	}
+	if len(seen) != len(src) || dups > 0 {
+		t.Fatalf("%d of %d documents have records, %d more than once (%d records)", len(seen), len(src), dups, len(recs))
+	}
+}
+
+// checkTarget applies the topic to PostgreSQL with `docshift consume
+// --stop-at-end` and checks that the table equals the source.
+func checkTarget(ctx context.Context, t *testing.T, tcfg topic.Config, coll *mongo.Collection, table string) {
+	t.Helper()
+	pcfg, pool := services.Postgres(t)
+	code, _, stderr := docshift(ctx, t, "consume", "--pg-url", pcfg.URL, "--group", tcfg.Prefix+"-sink", "--stop-at-end",
+		"--kafka-seeds", tcfg.Seeds, "--topic-prefix", tcfg.Prefix, "--monitor-addr", "")
+	if code != 0 {
+		t.Fatalf("consume exited %d: %s", code, stderr)
+	}
+	src := readSource(ctx, t, coll)
+	rows, err := pool.Query(ctx, fmt.Sprintf(`SELECT _tenant, _id, n FROM %s WHERE NOT _deleted`, schemas.QuoteIdent(table)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := 0
+	for rows.Next() {
+		var tenant, id string
+		var n int64
+		if err := rows.Scan(&tenant, &id, &n); err != nil {
+			t.Fatal(err)
+		}
+		doc, ok := src[id]
+		if !ok {
+			t.Fatalf("row %s has no source document", id)
+		}
+		if doc.Lookup("n").Int64() != n || doc.Lookup("tenant_id").StringValue() != tenant {
+			t.Fatalf("row %s: tenant %s n %d, source %s", id, tenant, n, doc)
+		}
+		got++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got != len(src) {
+		t.Fatalf("target has %d rows, source %d documents", got, len(src))
+	}
+}
+
+// TestSnapshotTwoProcesses snapshots a collection with mixed _id types with
+// two docshift processes of four workers each: the planning process and a
+// --worker. Every document is published exactly once, both processes read
+// chunks, and the consumer's table equals the source.
+func TestSnapshotTwoProcesses(t *testing.T) {
+	mcfg, mc := services.Mongo(t)
+	tcfg, _ := services.Kafka(t)
+	ctx := services.Context(t, 8*time.Minute)
+	bin := buildDocshift(t)
+	n := scaleDocs(t)
+	coll, mappingFile, table := mixedCollection(ctx, t, mc, n)
+
+	common := []string{"--mapping", mappingFile, "--mongo-uri", mcfg.URI, "--kafka-seeds", tcfg.Seeds,
+		"--topic-prefix", tcfg.Prefix, "--topic-partitions", "4", "--task-partitions", "16", "--workers", "4",
+		"--chunk-docs", strconv.Itoa(max(100, n/40))}
+	start := time.Now()
+	a, aout := snapshotCmd(ctx, bin, append(common, "--worker-id", "a")...)
+	b, bout := snapshotCmd(ctx, bin, append(common, "--worker-id", "b", "--worker")...)
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Wait(); err != nil {
+		t.Fatalf("planning process: %v\n%s", err, aout)
+	}
+	if err := b.Wait(); err != nil {
+		t.Fatalf("worker process: %v\n%s", err, bout)
+	}
+	t.Logf("snapshot of %d documents by 2 processes x 4 workers: %s", n, time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(aout.String(), fmt.Sprintf(": %d documents in", n)) {
+		t.Errorf("planning process does not report %d documents:\n%s", n, aout)
+	}
+
+	st, err := snapshot.ReadState(ctx, tcfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byWorker := map[string]int{}
+	for _, d := range st.Done {
+		byWorker[strings.Split(strings.TrimPrefix(d.Worker, tcfg.Prefix+"-snapshot-"), "-")[0]]++
+	}
+	if byWorker["a"] == 0 || byWorker["b"] == 0 {
+		t.Errorf("chunks done per process %v: both processes should have read chunks", byWorker)
+	}
+	checkExactlyOnce(ctx, t, tcfg, coll)
+	checkTarget(ctx, t, tcfg, coll, table)
+}
+
+// TestSnapshotResumesAfterKill kills a snapshot process with SIGKILL in the
+// middle of its run and starts it again: the chunks recorded as done before
+// the kill are not read again (each chunk has exactly one done record in the
+// state topic's history, and every document exactly one committed record),
+// and the target equals the source. `docshift status` reports the run.
+func TestSnapshotResumesAfterKill(t *testing.T) {
+	mcfg, mc := services.Mongo(t)
+	tcfg, _ := services.Kafka(t)
+	ctx := services.Context(t, 6*time.Minute)
+	bin := buildDocshift(t)
+	const n = 20000
+	coll, mappingFile, table := mixedCollection(ctx, t, mc, n)
+	args := []string{"--mapping", mappingFile, "--mongo-uri", mcfg.URI, "--kafka-seeds", tcfg.Seeds,
+		"--topic-prefix", tcfg.Prefix, "--topic-partitions", "4", "--workers", "2", "--worker-id", "k",
+		"--chunk-docs", "200"}
+
+	first, out := snapshotCmd(ctx, bin, args...)
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var before *snapshot.State
+	for {
+		st, err := snapshot.ReadState(ctx, tcfg, nil)
+		if err == nil && len(st.Done) >= 5 {
+			if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			_ = first.Wait()
+			before = st
+			break
+		}
+		if first.ProcessState != nil {
+			t.Fatalf("the snapshot ended before it could be killed:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// What was recorded by the time the process died (at least what we saw).
+	killed, err := snapshot.ReadState(ctx, tcfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !killed.Complete.IsZero() {
+		t.Fatalf("the run completed before the kill (%d chunks done): make chunks smaller", len(killed.Done))
+	}
+	t.Logf("killed with %d chunks done (%d seen before the kill)", len(killed.Done), len(before.Done))
+
+	second, out2 := snapshotCmd(ctx, bin, args...)
+	if err := second.Run(); err != nil {
+		t.Fatalf("restarted snapshot: %v\n%s", err, out2)
+	}
+	after, err := snapshot.ReadState(ctx, tcfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, d := range killed.Done {
+		if after.Done[id] != d {
+			t.Errorf("chunk %s done before the kill was read again: %+v then %+v", id, d, after.Done[id])
+		}
+	}
+	// Every committed done mark in the state topic's history: one per chunk.
+	marks := map[string]int{}
+	for _, r := range readTopic(ctx, t, tcfg, tcfg.State()) {
+		if strings.HasPrefix(string(r.Key), "done/") {
+			marks[string(r.Key)]++
+		}
+	}
+	total := 0
+	for _, p := range after.Plans {
+		total += len(p.Chunks)
+	}
+	if len(marks) != total {
+		t.Errorf("%d chunks have done marks, the plan has %d", len(marks), total)
+	}
+	for k, c := range marks {
+		if c != 1 {
+			t.Errorf("%s recorded %d times: the chunk was read more than once", k, c)
+		}
+	}
+	checkExactlyOnce(ctx, t, tcfg, coll)
+	checkTarget(ctx, t, tcfg, coll, table)
+
+	code, stdout, stderr := docshift(ctx, t, "status", "--kafka-seeds", tcfg.Seeds, "--topic-prefix", tcfg.Prefix)
+	if code != 0 || !strings.Contains(stdout, "snapshot complete") || !strings.Contains(stdout, strconv.Itoa(n)) {
+		t.Errorf("status exited %d:\n%s%s", code, stdout, stderr)
+	}
+}
+
+// TestSnapshotWithConcurrentWrites needs the change-stream producer.
+func TestSnapshotWithConcurrentWrites(t *testing.T) {
+	t.Skip("needs the change-stream producer (issue 6): with `docshift produce` running from before the snapshot, " +
+		"inserts, updates and deletes made during the snapshot must converge in the target")
+}

@@ -1,0 +1,180 @@
+package snapshot
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/docshift/docshift/internal/services"
+	"github.com/docshift/docshift/schemas"
+)
+
+// BenchmarkSnapshot measures the snapshot (MongoDB -> Kafka, in one process
+// with the default worker count) beside a raw parallel read of the same
+// chunks with the same driver and the same number of workers, in the same
+// run, and the process's peak RSS during the snapshot. Sizes come from
+// DOCSHIFT_BENCH_DOCS (comma-separated, default 200000; the figures
+// are for 1000000 and 4000000). Each size runs once whatever b.N is: the
+// figures are the printed line
+//
+//	bench snapshot: ours=<docs/s> raw=<docs/s> ratio=<ours/raw> rss_mb=<peak>
+func BenchmarkSnapshot(b *testing.B) {
+	sizes := os.Getenv("DOCSHIFT_BENCH_DOCS")
+	if sizes == "" {
+		sizes = "200000"
+	}
+	for _, s := range strings.Split(sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			b.Fatalf("DOCSHIFT_BENCH_DOCS=%q: want comma-separated document counts", sizes)
+		}
+		b.Run(fmt.Sprintf("docs=%d", n), func(b *testing.B) { benchSnapshot(b, n) })
+	}
+}
+
+func benchSnapshot(b *testing.B, n int) {
+	mcfg, mc := services.Mongo(b)
+	_ = mcfg
+	tcfg, _ := services.Kafka(b)
+	ctx := services.Context(b, 60*time.Minute)
+	db := services.Unique(b)
+	coll := mc.Database(db).Collection("bench")
+	b.Cleanup(func() { _ = coll.Database().Drop(context.Background()) })
+	seed(ctx, b, coll, n)
+	m, err := schemas.ParseMapping("bench.yaml", fmt.Appendf(nil,
+		"collections:\n  - source: %s.bench\n    tenant: {field: tenant_id}\n    columns:\n      - {path: n, type: bigint}\n      - {path: status, type: text}\n      - {path: total, type: double}\n      - {path: created_at, type: timestamptz}\n", db))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.WorkerID = db
+	b.ResetTimer()
+
+	resetPeakRSS()
+	start := time.Now()
+	st, err := New(cfg, m, mc, tcfg, nil, nil, nil).runForBench(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ours := float64(n) / time.Since(start).Seconds()
+	rss := peakRSSMB()
+	var chunks []Chunk
+	for _, p := range st.Plans {
+		chunks = append(chunks, p.Chunks...)
+	}
+	start = time.Now()
+	got := rawRead(ctx, b, mc, chunks, cfg)
+	raw := float64(got) / time.Since(start).Seconds()
+	if got != int64(n) {
+		b.Fatalf("raw read %d documents, want %d", got, n)
+	}
+	b.StopTimer()
+	fmt.Printf("bench snapshot: ours=%.0f raw=%.0f ratio=%.2f rss_mb=%.0f\n", ours, raw, ours/raw, rss)
+	b.ReportMetric(ours, "docs/s")
+	b.ReportMetric(ours/raw, "ours/raw")
+	b.ReportMetric(rss, "rss_mb")
+}
+
+// runForBench runs the snapshot with a quiet logger.
+func (s *Snapshot) runForBench(ctx context.Context) (*State, error) {
+	s.log = quietLog()
+	if _, err := s.Run(ctx); err != nil {
+		return nil, err
+	}
+	return ReadState(ctx, s.topics, nil)
+}
+
+// rawRead reads the chunks with cfg.Workers goroutines, the way the workers
+// do (sorted by _id, same batch size, raw BSON), doing nothing with them.
+func rawRead(ctx context.Context, b *testing.B, mc *mongo.Client, chunks []Chunk, cfg Config) int64 {
+	work := make(chan Chunk)
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	for range cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range work {
+				ns, _ := schemas.ParseNamespace(c.Namespace)
+				f, err := c.Filter()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				cur, err := mc.Database(ns.Database).Collection(ns.Collection).Find(ctx, f,
+					options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetBatchSize(int32(cfg.BatchSize)))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				var k int64
+				for cur.Next(ctx) {
+					if len(cur.Current) > 0 {
+						k++
+					}
+				}
+				_ = cur.Close(ctx)
+				total.Add(k)
+			}
+		}()
+	}
+	for _, c := range chunks {
+		work <- c
+	}
+	close(work)
+	wg.Wait()
+	return total.Load()
+}
+
+func seed(ctx context.Context, b *testing.B, coll *mongo.Collection, n int) {
+	start := time.Now()
+	batch := make([]any, 0, 20000)
+	for i := range n {
+		batch = append(batch, bson.D{{Key: "_id", Value: bson.NewObjectID()}, {Key: "tenant_id", Value: fmt.Sprintf("tenant-%02d", i%20)},
+			{Key: "n", Value: int64(i)}, {Key: "status", Value: "paid"}, {Key: "total", Value: float64(i) / 7},
+			{Key: "created_at", Value: bson.NewDateTimeFromTime(time.Unix(int64(1_700_000_000+i), 0))},
+			{Key: "note", Value: "a note that goes to _extra"}})
+		if len(batch) == cap(batch) || i == n-1 {
+			if _, err := coll.InsertMany(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	b.Logf("seeded %d documents in %s", n, time.Since(start).Round(time.Millisecond))
+}
+
+// resetPeakRSS resets the kernel's peak RSS (VmHWM) of this process.
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// peakRSSMB returns this process's peak RSS (VmHWM) in MiB, 0 if unknown.
+func peakRSSMB() float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
