@@ -3,6 +3,7 @@ package snapshot
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 
@@ -153,6 +154,24 @@ func TestTaskRoundTrip(t *testing.T) {
 		}
 		if !equalValue(out.Chunk.Min.Value, in.Chunk.Min.Value) {
 			t.Errorf("%s: bound %v came back as %v", b, in.Chunk.Min.Value, out.Chunk.Min.Value)
+		}
+	}
+}
+
+// TestCompareValues checks the planner's BSON order on values of every
+// bracket the tests use: it must agree with MongoDB's sort.
+func TestCompareValues(t *testing.T) {
+	sorted := []any{bson.MinKey{}, bson.Null{}, math.NaN(), int64(-5), int32(1), 1.5, int64(2), "a", "b",
+		bson.D{{Key: "a", Value: int32(1)}}, bson.D{{Key: "a", Value: int32(1)}, {Key: "b", Value: "x"}}, bson.D{{Key: "a", Value: int32(2)}},
+		bson.Binary{Data: []byte{9}}, bson.ObjectID{1}, bson.ObjectID{2}, false, true, bson.DateTime(1), bson.DateTime(2),
+		bson.Timestamp{T: 1, I: 2}, bson.Timestamp{T: 2}, bson.MaxKey{}}
+	for i := range sorted {
+		for j := range sorted {
+			got := compareValues(rv(sorted[i]), rv(sorted[j]))
+			want := cmpInt(i, j)
+			if got != want {
+				t.Errorf("compare(%v, %v) = %d, want %d", sorted[i], sorted[j], got, want)
+			}
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -122,12 +123,12 @@ func number(v bson.RawValue) int64 {
 	return 0
 }
 
-// sampleIDs returns n random _ids sorted in BSON order.
+// sampleIDs returns n random _ids sorted in BSON order (sorted here: a
+// server-side $sort of mixed types fails on mongo-java-server).
 func sampleIDs(ctx context.Context, coll *mongo.Collection, n int64) ([]bson.RawValue, error) {
 	pipeline := bson.A{
 		bson.D{{Key: "$sample", Value: bson.D{{Key: "size", Value: n}}}},
 		bson.D{{Key: "$project", Value: bson.D{{Key: "_id", Value: 1}}}},
-		bson.D{{Key: "$sort", Value: bson.D{{Key: "_id", Value: 1}}}},
 	}
 	cur, err := coll.Aggregate(ctx, pipeline, options.Aggregate().SetAllowDiskUse(true))
 	if err != nil {
@@ -145,5 +146,6 @@ func sampleIDs(ctx context.Context, coll *mongo.Collection, n int64) ([]bson.Raw
 	if err := cur.Err(); err != nil {
 		return nil, fmt.Errorf("sampling _ids: %w", err)
 	}
+	slices.SortStableFunc(out, compareValues)
 	return out, nil
 }

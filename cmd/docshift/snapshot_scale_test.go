@@ -196,6 +196,7 @@ func TestSnapshotTwoProcesses(t *testing.T) {
 	if err := b.Start(); err != nil {
 		t.Fatal(err)
 	}
+	defer func() { _ = b.Process.Kill() }() // if the planner fails, the worker would wait for its run
 	if err := a.Wait(); err != nil {
 		t.Fatalf("planning process: %v\n%s", err, aout)
 	}
