@@ -194,6 +194,12 @@ func (w *walker) children(ch *Child, val bson.RawValue) (rows []any, keep bool, 
 	return rows, false, nil
 }
 
+// TenantOf returns the tenant of a document of this collection (for a
+// delete: of its pre-image or its document key).
+func (c *Collection) TenantOf(database string, doc bson.Raw) (string, error) {
+	return c.tenant(database, doc)
+}
+
 func (c *Collection) tenant(database string, doc bson.Raw) (string, error) {
 	switch {
 	case c.Tenant.Constant != "":

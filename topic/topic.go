@@ -90,6 +90,17 @@ func (c *Config) SnapshotGroup() string { return c.Prefix + "-snapshot" }
 // chunk plans, finished chunks), compacted, one partition.
 func (c *Config) State() string { return c.Prefix + "-state" }
 
+// Streams returns the change-stream checkpoint topic: per stream, the
+// resume token of the last change published, written in the transaction
+// that published it. Compacted, one partition.
+func (c *Config) Streams() string { return c.Prefix + "-streams" }
+
+// EnsureStreams creates the checkpoint topic if it does not exist.
+func EnsureStreams(ctx context.Context, cl *kgo.Client, cfg Config) error {
+	configs := map[string]*string{"cleanup.policy": ptr("compact")}
+	return ensure(ctx, cl, 1, int16(cfg.ReplicationFactor), configs, cfg.Streams())
+}
+
 // DLQ returns the dead-letter topic's name: records the consumer could never
 // apply, with the reason in their headers.
 func (c *Config) DLQ() string { return c.Prefix + "-dlq" }

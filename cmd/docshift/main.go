@@ -24,6 +24,7 @@ type command struct {
 
 var commands = []command{
 	{"snapshot", "read every mapped collection into Kafka", runSnapshot},
+	{"produce", "follow change streams into Kafka, checkpointed in the same transactions", runProduce},
 	{"consume", "apply records from Kafka to PostgreSQL (one member of the sink group)", runConsume},
 	{"verify", "compare per-tenant counts of source and target", runVerify},
 	{"schemas", "`schemas infer` proposes a mapping from sampled documents; `schemas ddl` prints a mapping's DDL", runSchemas},

@@ -1,0 +1,487 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/docshift/docshift/internal/services"
+	"github.com/docshift/docshift/producer"
+	"github.com/docshift/docshift/schemas"
+	"github.com/docshift/docshift/topic"
+)
+
+// liveRig is a collection under change: a mapping, a writer that keeps
+// inserting, updating, replacing and deleting documents of several tenants,
+// and the comparison of the collection with its target table.
+type liveRig struct {
+	t       *testing.T
+	mc      *mongo.Client
+	coll    *mongo.Collection
+	pool    *pgxpool.Pool
+	tcfg    topic.Config
+	pgURL   string
+	mcURI   string
+	table   string
+	mapping string // file
+
+	mu      sync.Mutex
+	nextID  int
+	live    []int // ids that exist
+	changes int   // writes that changed a document
+}
+
+const liveMapping = `collections:
+  - source: %s.orders
+    tenant: {field: tenant_id}
+    table: %s
+    columns:
+      - {path: status, type: text}
+      - {path: qty, type: integer}
+      - {path: total, type: double precision}
+      - {path: tags, type: jsonb}
+`
+
+func newLiveRig(t *testing.T) *liveRig {
+	mcfg, mc := services.Mongo(t)
+	tcfg, _ := services.Kafka(t)
+	pcfg, pool := services.Postgres(t)
+	name := services.Unique(t)
+	r := &liveRig{t: t, mc: mc, coll: mc.Database(name).Collection("orders"), pool: pool, tcfg: tcfg,
+		pgURL: pcfg.URL, mcURI: mcfg.URI, table: name + "_orders", mapping: filepath.Join(t.TempDir(), "mapping.yaml")}
+	if err := os.WriteFile(r.mapping, fmt.Appendf(nil, liveMapping, name, r.table), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (r *liveRig) kafkaFlags() []string {
+	return []string{"--kafka-seeds", r.tcfg.Seeds, "--topic-prefix", r.tcfg.Prefix, "--topic-partitions", "4"}
+}
+
+func tenantOfID(id int) string { return fmt.Sprintf("tenant-%d", id%3) }
+
+func (r *liveRig) doc(id int, rng *rand.Rand) bson.D {
+	return bson.D{{Key: "_id", Value: id}, {Key: "tenant_id", Value: tenantOfID(id)},
+		{Key: "status", Value: []string{"new", "paid", "shipped"}[rng.IntN(3)]},
+		{Key: "qty", Value: int32(rng.IntN(100))}, {Key: "total", Value: float64(rng.IntN(10000)) / 100},
+		{Key: "tags", Value: bson.A{"t" + strconv.Itoa(rng.IntN(5))}}}
+}
+
+// seed inserts n documents.
+func (r *liveRig) seed(ctx context.Context, n int) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var docs []any
+	for range n {
+		docs = append(docs, r.doc(r.nextID, rng))
+		r.live = append(r.live, r.nextID)
+		r.nextID++
+	}
+	if _, err := r.coll.InsertMany(ctx, docs); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// write makes n changes: inserts, $set, $unset, $inc, $push, replaces and
+// deletes, on random documents.
+func (r *liveRig) write(ctx context.Context, n int, seed uint64) error {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	for range n {
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.mu.Lock()
+		op := rng.IntN(10)
+		if len(r.live) == 0 {
+			op = 0
+		}
+		var id, pos int
+		if len(r.live) > 0 {
+			pos = rng.IntN(len(r.live))
+			id = r.live[pos]
+		}
+		var err error
+		var changed bool
+		switch op {
+		case 0, 1: // insert
+			id = r.nextID
+			r.nextID++
+			_, err = r.coll.InsertOne(ctx, r.doc(id, rng))
+			if err == nil {
+				r.live = append(r.live, id)
+				changed = true
+			}
+		case 2:
+			var res *mongo.UpdateResult
+			res, err = r.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: "s" + strconv.Itoa(rng.IntN(1000))}}}})
+			changed = err == nil && res.ModifiedCount > 0
+		case 3:
+			var res *mongo.UpdateResult
+			res, err = r.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$unset", Value: bson.D{{Key: "total", Value: ""}}}})
+			changed = err == nil && res.ModifiedCount > 0
+		case 4, 5:
+			var res *mongo.UpdateResult
+			res, err = r.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$inc", Value: bson.D{{Key: "qty", Value: 1}}}})
+			changed = err == nil && res.ModifiedCount > 0
+		case 6:
+			var res *mongo.UpdateResult
+			res, err = r.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$push", Value: bson.D{{Key: "tags", Value: "p"}}}})
+			changed = err == nil && res.ModifiedCount > 0
+		case 7:
+			var res *mongo.UpdateResult
+			res, err = r.coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, r.doc(id, rng)[1:])
+			changed = err == nil && res.ModifiedCount > 0
+		default: // delete
+			var res *mongo.DeleteResult
+			res, err = r.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+			if err == nil && res.DeletedCount > 0 {
+				r.live = append(r.live[:pos], r.live[pos+1:]...)
+				changed = true
+			}
+		}
+		if changed {
+			r.changes++
+		}
+		r.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("write %d: %w", op, err)
+		}
+	}
+	return nil
+}
+
+// row is a document or a target row, rendered for comparison.
+func renderRow(tenant string, status *string, qty *int32, total *float64, tags *string) string {
+	s := func(p *string) string {
+		if p == nil {
+			return "NULL"
+		}
+		return *p
+	}
+	q := "NULL"
+	if qty != nil {
+		q = strconv.Itoa(int(*qty))
+	}
+	tt := "NULL"
+	if total != nil {
+		tt = strconv.FormatFloat(*total, 'g', -1, 64)
+	}
+	return strings.Join([]string{tenant, s(status), q, tt, s(tags)}, "|")
+}
+
+func (r *liveRig) source(ctx context.Context) map[string]string {
+	cur, err := r.coll.Find(ctx, bson.D{})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer cur.Close(ctx)
+	out := map[string]string{}
+	for cur.Next(ctx) {
+		d := cur.Current
+		id, _ := schemas.CanonicalID(d.Lookup("_id"))
+		var status, tags *string
+		var qty *int32
+		var total *float64
+		if v, ok := d.Lookup("status").StringValueOK(); ok {
+			status = &v
+		}
+		if v, ok := d.Lookup("qty").Int32OK(); ok {
+			qty = &v
+		}
+		if v, ok := d.Lookup("total").DoubleOK(); ok {
+			total = &v
+		}
+		if v, err := d.LookupErr("tags"); err == nil {
+			s, _ := schemas.ExtJSON(v, false)
+			s = strings.ReplaceAll(s, ",", ", ") // jsonb's spacing
+			tags = &s
+		}
+		out[id] = renderRow(d.Lookup("tenant_id").StringValue(), status, qty, total, tags)
+	}
+	return out
+}
+
+func (r *liveRig) target(ctx context.Context) map[string]string {
+	rows, err := r.pool.Query(ctx, fmt.Sprintf(`SELECT _id, _tenant, status, qty, total, tags::text FROM %s WHERE NOT _deleted`, schemas.QuoteIdent(r.table)))
+	if err != nil {
+		return map[string]string{"error": err.Error()}
+	}
+	out := map[string]string{}
+	var id, tenant string
+	var status, tags *string
+	var qty *int32
+	var total *float64
+	_, err = pgx.ForEachRow(rows, []any{&id, &tenant, &status, &qty, &total, &tags}, func() error {
+		out[id] = renderRow(tenant, status, qty, total, tags)
+		return nil
+	})
+	if err != nil {
+		return map[string]string{"error": err.Error()}
+	}
+	return out
+}
+
+// diff describes how the target differs from the source ("" if equal).
+func diff(src, dst map[string]string) string {
+	var lines []string
+	for id, s := range src {
+		if d, ok := dst[id]; !ok {
+			lines = append(lines, "missing "+id+": "+s)
+		} else if d != s {
+			lines = append(lines, "differs "+id+": source "+s+" target "+d)
+		}
+	}
+	for id, d := range dst {
+		if _, ok := src[id]; !ok {
+			lines = append(lines, "extra "+id+": "+d)
+		}
+	}
+	sort.Strings(lines)
+	if len(lines) > 10 {
+		lines = append(lines[:10], fmt.Sprintf("... %d differences in all", len(lines)))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// converge consumes until the target equals the source (or the deadline).
+func (r *liveRig) converge(ctx context.Context, group string) {
+	r.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	var last string
+	for time.Now().Before(deadline) {
+		code, _, stderr := docshift(ctx, r.t, append([]string{"consume", "--pg-url", r.pgURL, "--group", group, "--stop-at-end", "--monitor-addr", ""}, r.kafkaFlags()...)...)
+		if code != 0 {
+			r.t.Fatalf("consume exited %d: %s", code, stderr)
+		}
+		if last = diff(r.source(ctx), r.target(ctx)); last == "" {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	r.dumpFirst(ctx, last)
+	r.t.Fatalf("target did not converge to the source:\n%s", last)
+}
+
+// dumpFirst logs every record of the first differing document, to show how
+// it diverged.
+func (r *liveRig) dumpFirst(ctx context.Context, diffs string) {
+	first, _, _ := strings.Cut(diffs, "\n")
+	_, rest, _ := strings.Cut(first, " ")
+	id, _, _ := strings.Cut(rest, ": ")
+	_, kc := services.Kafka(r.t)
+	reg := schemas.NewRegistry(kc, r.tcfg.Schemas())
+	for _, rec := range readTopic(ctx, r.t, r.tcfg, r.tcfg.Records(r.coll.Database().Name(), "orders")) {
+		if !strings.Contains(string(rec.Key), id) || rec.Value == nil {
+			continue
+		}
+		env, _, err := reg.Decode(ctx, rec.Value)
+		if err == nil {
+			r.t.Logf("%s p%d@%d op=%s version=%v snapshot=%v row=%v", rec.Key, rec.Partition, rec.Offset, env.Op,
+				schemas.TimestampOf(env.Version), env.Source.Snapshot, env.Row)
+		}
+	}
+}
+
+// producerRecords reads the committed change records (not snapshot rows) of
+// the records topic and fails on any (key, version) seen twice.
+func (r *liveRig) producerRecords(ctx context.Context) int {
+	r.t.Helper()
+	recs := readTopic(ctx, r.t, r.tcfg, r.tcfg.Records(r.coll.Database().Name(), "orders"))
+	_, kc := services.Kafka(r.t)
+	reg := schemas.NewRegistry(kc, r.tcfg.Schemas())
+	seen := map[string]int64{}
+	n := 0
+	for _, rec := range recs {
+		if rec.Value == nil {
+			continue // tombstone after a delete
+		}
+		env, _, err := reg.Decode(ctx, rec.Value)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if env.Source.Snapshot {
+			continue
+		}
+		k := fmt.Sprintf("%s@%d", rec.Key, env.Version)
+		if off, dup := seen[k]; dup {
+			r.t.Fatalf("change %s published twice (offsets %d and %d)", k, off, rec.Offset)
+		}
+		seen[k] = rec.Offset
+		n++
+	}
+	return n
+}
+
+// TestProduceDuringSnapshot: the producer follows the collection from before
+// a snapshot that runs while a writer makes thousands of changes; the target
+// ends equal to the source, and every change is published exactly once.
+func TestProduceDuringSnapshot(t *testing.T) {
+	r := newLiveRig(t)
+	ctx := services.Context(t, 5*time.Minute)
+	changes := 20000
+	if s := os.Getenv("DOCSHIFT_TEST_CHANGES"); s != "" {
+		changes, _ = strconv.Atoi(s)
+	}
+	r.seed(ctx, 3000)
+	time.Sleep(1100 * time.Millisecond) // the stream starts at a later second than the seed
+
+	pctx, stopProducer := context.WithCancel(ctx)
+	produced := make(chan error, 1)
+	go func() {
+		code, _, stderr := docshift(pctx, t, append([]string{"produce", "--mapping", r.mapping, "--mongo-uri", r.mcURI, "--monitor-addr", ""}, r.kafkaFlags()...)...)
+		if code != 0 && code != 130 {
+			produced <- fmt.Errorf("produce exited %d: %s", code, stderr)
+			return
+		}
+		produced <- nil
+	}()
+	r.waitStreamStarted(ctx)
+	w := r.watch(ctx)
+
+	var wg sync.WaitGroup
+	var werr error
+	wg.Add(1)
+	go func() { defer wg.Done(); werr = r.write(ctx, changes, 3) }()
+	code, _, stderr := docshift(ctx, t, append([]string{"snapshot", "--mapping", r.mapping, "--mongo-uri", r.mcURI, "--chunk-docs", "500"}, r.kafkaFlags()...)...)
+	if code != 0 {
+		t.Fatalf("snapshot exited %d: %s", code, stderr)
+	}
+	wg.Wait()
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	r.waitCaughtUp(ctx, w)
+	stopProducer()
+	if err := <-produced; err != nil {
+		t.Fatal(err)
+	}
+	r.converge(ctx, r.tcfg.Prefix+"-sink")
+	w.mu.Lock()
+	events := w.events
+	w.mu.Unlock()
+	skippable := w.mayBeSkipped()
+	if n := r.producerRecords(ctx); n > events || n < events-skippable {
+		t.Fatalf("%d change records published; the collection's change stream had %d events, %d of them updates of documents deleted since",
+			n, events, skippable)
+	}
+	t.Logf("%d changes during and after a snapshot of 3000 documents: target equals source", r.changes)
+}
+
+// waitStreamStarted waits for the stream's first checkpoint.
+func (r *liveRig) waitStreamStarted(ctx context.Context) {
+	r.t.Helper()
+	for ctx.Err() == nil {
+		cps, err := producer.ReadCheckpoints(ctx, r.tcfg)
+		if err == nil && len(cps) > 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r.t.Fatal("the change stream never recorded its start")
+}
+
+// witness is the test's own change stream on the collection: the ground
+// truth of which changes happened and when.
+type witness struct {
+	mu     sync.Mutex
+	events int
+	seen   map[string]bson.Timestamp // by _id, the last event's cluster time
+	ops    map[string][]string       // by _id, the operations in order
+	err    error
+}
+
+// mayBeSkipped counts the update and replace events of documents deleted by
+// the end: the producer publishes no row for one whose updateLookup found
+// the document already gone.
+func (w *witness) mayBeSkipped() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, ops := range w.ops {
+		if ops[len(ops)-1] != "delete" {
+			continue
+		}
+		for _, op := range ops {
+			if op == "update" || op == "replace" {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func (r *liveRig) watch(ctx context.Context) *witness {
+	cs, err := r.coll.Watch(ctx, mongo.Pipeline{})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	w := &witness{seen: map[string]bson.Timestamp{}, ops: map[string][]string{}}
+	go func() {
+		defer cs.Close(context.WithoutCancel(ctx))
+		for cs.Next(ctx) {
+			id, _ := schemas.CanonicalID(cs.Current.Lookup("documentKey", "_id"))
+			t, i, _ := cs.Current.Lookup("clusterTime").TimestampOK()
+			w.mu.Lock()
+			w.events++
+			w.seen[id] = bson.Timestamp{T: t, I: i}
+			w.ops[id] = append(w.ops[id], cs.Current.Lookup("operationType").StringValue())
+			w.mu.Unlock()
+		}
+		w.mu.Lock()
+		w.err = cs.Err()
+		w.mu.Unlock()
+	}()
+	return w
+}
+
+// waitCaughtUp inserts a marker document, waits for the witness to see it,
+// then for the producer's checkpoint to pass it: every change before the
+// marker is then published.
+func (r *liveRig) waitCaughtUp(ctx context.Context, w *witness) {
+	r.t.Helper()
+	if _, err := r.coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "marker"}, {Key: "tenant_id", Value: "tenant-0"}}); err != nil {
+		r.t.Fatal(err)
+	}
+	r.mu.Lock()
+	r.changes++
+	r.mu.Unlock()
+	deadline := time.Now().Add(2 * time.Minute)
+	var marker bson.Timestamp
+	for marker.T == 0 && time.Now().Before(deadline) {
+		w.mu.Lock()
+		marker = w.seen[`"marker"`]
+		werr := w.err
+		w.mu.Unlock()
+		if werr != nil {
+			r.t.Fatal(werr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var at int64
+	for time.Now().Before(deadline) {
+		cps, err := producer.ReadCheckpoints(ctx, r.tcfg)
+		if err == nil {
+			for _, cp := range cps {
+				at = cp.ClusterTime
+			}
+			if marker.T != 0 && at >= schemas.Version(marker) {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	r.t.Fatalf("the producer's checkpoint is at %v, the marker at %v", schemas.TimestampOf(at), marker)
+}

@@ -1,0 +1,230 @@
+package producer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/docshift/docshift/schemas"
+	"github.com/docshift/docshift/source"
+	"github.com/docshift/docshift/topic"
+)
+
+// Producer follows the change streams of the mapped collections.
+type Producer struct {
+	cfg       Config
+	mapping   *schemas.Mapping
+	mongo     *mongo.Client
+	topics    topic.Config
+	log       *slog.Logger
+	kafka     *kgo.Client // plain client: topics, schemas
+	registry  *schemas.Registry
+	conflicts *schemas.ConflictReporter
+	metrics   *metrics
+
+	// StartAt, when set, says where a stream without a checkpoint starts
+	// (for example: before the snapshot's first chunk). Unset, or when it
+	// reports false, a new stream starts at the current cluster time.
+	StartAt func(ctx context.Context) (bson.Timestamp, bool, error)
+	// Resnapshot snapshots the given collections again; it is called with
+	// --on-history-lost=resnapshot after the stream restarted at "now".
+	Resnapshot func(ctx context.Context, collections []schemas.Namespace) error
+
+	mu      sync.Mutex
+	schemas map[string]*schemas.Schema // by table
+	ensured map[string]bool            // records topics created
+}
+
+// New returns a producer. kc is a plain (non-transactional) client; each
+// stream opens its own transactional one.
+func New(cfg Config, m *schemas.Mapping, mc *mongo.Client, kc *kgo.Client, tc topic.Config, log *slog.Logger, reg prometheus.Registerer) *Producer {
+	return &Producer{
+		cfg: cfg, mapping: m, mongo: mc, topics: tc, log: log, kafka: kc,
+		registry:  schemas.NewRegistry(kc, tc.Schemas()),
+		conflicts: schemas.NewConflictReporter(log, reg),
+		metrics:   newMetrics(reg),
+		schemas:   map[string]*schemas.Schema{},
+		ensured:   map[string]bool{},
+	}
+}
+
+// Run follows every stream until ctx is cancelled (it then returns
+// ctx.Err(), with every open transaction aborted, so nothing half-written is
+// visible) or a stream fails in a way a restart cannot fix.
+func (p *Producer) Run(ctx context.Context) error {
+	for _, ensure := range []func(context.Context, *kgo.Client, topic.Config) error{
+		topic.EnsureStreams, topic.EnsureSchemas, topic.EnsureDLQ,
+	} {
+		if err := ensure(ctx, p.kafka, p.topics); err != nil {
+			return err
+		}
+	}
+	streams, err := p.streams(ctx)
+	if err != nil {
+		return err
+	}
+	if len(streams) == 0 {
+		return errors.New("no collection to follow: the mapping and --include/--exclude select none")
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for _, st := range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.follow(ctx, st); err != nil && ctx.Err() == nil {
+				cancel(fmt.Errorf("stream %s: %w", st.id, err))
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
+}
+
+// streams lists the change streams the configuration asks for.
+func (p *Producer) streams(ctx context.Context) ([]*stream, error) {
+	nss, err := p.followed(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*stream
+	switch p.cfg.Scope {
+	case ScopeCollection:
+		for _, ns := range nss {
+			out = append(out, &stream{p: p, id: "collection:" + ns.String(), db: ns.Database, coll: ns.Collection, covers: []schemas.Namespace{ns}})
+		}
+	case ScopeDatabase:
+		byDB := map[string][]schemas.Namespace{}
+		for _, ns := range nss {
+			byDB[ns.Database] = append(byDB[ns.Database], ns)
+		}
+		for db, covers := range byDB {
+			out = append(out, &stream{p: p, id: "database:" + db, db: db, covers: covers})
+		}
+	case ScopeDeployment:
+		out = append(out, &stream{p: p, id: "deployment", covers: nss})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out, nil
+}
+
+// followed lists the existing collections the mapping maps and the
+// include/exclude globs let through.
+func (p *Producer) followed(ctx context.Context) ([]schemas.Namespace, error) {
+	return p.mapping.Namespaces(ctx, p.mongo, func(ns schemas.Namespace) bool { return p.cfg.follows(ns.String()) })
+}
+
+// follow runs a stream, reopening it from its checkpoint after any error a
+// restart can fix, with backoff.
+func (p *Producer) follow(ctx context.Context, st *stream) error {
+	backoff := time.Second
+	for {
+		err := st.run(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		switch {
+		case errors.Is(err, ErrHistoryLost) && p.cfg.OnHistoryLost == HistoryLostResnapshot:
+			if err := p.restartAndResnapshot(ctx, st, err); err != nil {
+				return err
+			}
+			continue
+		case errors.Is(err, ErrHistoryLost), errors.Is(err, ErrNoTenant), errors.Is(err, ErrOversize):
+			return err
+		}
+		p.metrics.reconnects.WithLabelValues(st.id).Inc()
+		p.log.Warn("change stream failed; reopening from its checkpoint", "stream", st.id, "backoff", backoff, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// restartAndResnapshot starts the stream again at the current cluster time
+// (recording that history was lost) and snapshots its collections again, so
+// the target converges: the new snapshot's rows carry versions after the
+// new stream's start, and every change after that start is followed.
+func (p *Producer) restartAndResnapshot(ctx context.Context, st *stream, cause error) error {
+	if p.Resnapshot == nil {
+		return fmt.Errorf("%w (and no snapshot is wired to --on-history-lost=resnapshot)", cause)
+	}
+	now, err := source.ClusterTime(ctx, p.mongo)
+	if err != nil {
+		return err
+	}
+	p.log.Warn("change stream history lost: restarting the stream now and snapshotting its collections again",
+		"stream", st.id, "collections", st.covers, "cause", cause)
+	if err := st.reset(ctx, now, cause.Error()); err != nil {
+		return err
+	}
+	if err := p.Resnapshot(ctx, st.covers); err != nil {
+		return fmt.Errorf("re-snapshot after lost history: %w", err)
+	}
+	return nil
+}
+
+// schemaFor returns the schema and records topic of a collection, creating
+// the topic and publishing the schema on first use.
+func (p *Producer) schemaFor(ctx context.Context, c *schemas.Collection) (*schemas.Schema, string, error) {
+	recTopic := p.topics.Records(c.Source.Database, c.Source.Collection)
+	p.mu.Lock()
+	s, ok := p.schemas[c.Source.String()]
+	p.mu.Unlock()
+	if ok {
+		return s, recTopic, nil
+	}
+	if err := topic.EnsureRecords(ctx, p.kafka, p.topics, recTopic); err != nil {
+		return nil, "", err
+	}
+	s, err := schemas.NewSchema(c.Source, c.TargetTable())
+	if err != nil {
+		return nil, "", err
+	}
+	if err := p.registry.Register(ctx, s); err != nil {
+		return nil, "", err
+	}
+	p.mu.Lock()
+	p.schemas[c.Source.String()] = s
+	p.mu.Unlock()
+	return s, recTopic, nil
+}
+
+// deadLetter makes a dead-letter record for an event: its source, operation,
+// cluster time and the reason in headers, the document (if any) as value.
+func (p *Producer) deadLetter(e *event, reason string, doc bson.Raw) *kgo.Record {
+	id, _ := schemas.CanonicalID(e.id)
+	var value []byte
+	if doc != nil {
+		if s, err := schemas.ExtJSON(bson.RawValue{Type: bson.TypeEmbeddedDocument, Value: doc}, true); err == nil && len(s) < topic.MaxRecordBytes/2 {
+			value = []byte(s)
+		}
+	}
+	return &kgo.Record{
+		Topic: p.topics.DLQ(),
+		Key:   []byte(e.ns.String() + "/" + id),
+		Value: value,
+		Headers: []kgo.RecordHeader{
+			{Key: "error", Value: []byte(reason)},
+			{Key: "source", Value: []byte(e.ns.String())},
+			{Key: "op", Value: []byte(e.op)},
+			{Key: "cluster_time", Value: []byte(strconv.FormatInt(schemas.Version(e.clusterTime), 10))},
+		},
+	}
+}
