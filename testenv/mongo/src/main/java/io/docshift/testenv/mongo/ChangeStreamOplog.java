@@ -42,6 +42,11 @@ import de.bwaldvogel.mongo.oplog.Oplog;
  *       NoMatchingDocument and the cursor is closed ("required"), as on MongoDB 6.0+.</li>
  * </ul>
  *
+ * <p>It also enforces the history limits of {@link OplogHistory} ({@code docshiftTruncateOplog}):
+ * resume points before the truncation point and cursors that missed deleted entries fail with
+ * ChangeStreamHistoryLost (286), and malformed resume tokens fail with FailedToParse (9) or
+ * InvalidResumeToken (260) instead of mongo-java-server's "Unknown error".
+ *
  * <p>The corrections run after the change stream's own pipeline stages, so a {@code $match} on
  * {@code operationType: "replace"} or on {@code ns}/{@code updateDescription} does not see them.
  */
@@ -51,14 +56,16 @@ final class ChangeStreamOplog implements Oplog {
     private final MongoCollection<Document> oplogCollection;
     private final CursorRegistry cursorRegistry;
     private final PreImages preImages;
+    private final OplogHistory history;
     private final Runnable onChange;
 
     ChangeStreamOplog(Oplog delegate, MongoCollection<Document> oplogCollection, CursorRegistry cursorRegistry,
-                      PreImages preImages, Runnable onChange) {
+                      PreImages preImages, OplogHistory history, Runnable onChange) {
         this.delegate = delegate;
         this.oplogCollection = oplogCollection;
         this.cursorRegistry = cursorRegistry;
         this.preImages = preImages;
+        this.history = history;
         this.onChange = onChange;
     }
 
@@ -91,15 +98,63 @@ final class ChangeStreamOplog implements Oplog {
     @Override
     public Cursor createCursor(Document changeStreamDocument, String namespace, Aggregation aggregation) {
         BeforeChange beforeChange = BeforeChange.of(changeStreamDocument.get("fullDocumentBeforeChange"));
+        // the oplog position the stream starts after: what it has "scanned" so far (see OplogHistory)
+        long scanned;
+        if (changeStreamDocument.get("startAfter") != null) {
+            scanned = resumeTokenTime(changeStreamDocument.get("startAfter"), "startAfter");
+            history.checkResumePoint(scanned);
+        } else if (changeStreamDocument.get("resumeAfter") != null) {
+            scanned = resumeTokenTime(changeStreamDocument.get("resumeAfter"), "resumeAfter");
+            history.checkResumePoint(scanned);
+        } else if (changeStreamDocument.get("startAtOperationTime") != null) {
+            if (!(changeStreamDocument.get("startAtOperationTime") instanceof BsonTimestamp start)) {
+                throw new MongoServerError(14, "TypeMismatch",
+                    "BSON field '$changeStream.startAtOperationTime' is the wrong type, expected type 'timestamp'");
+            }
+            history.checkResumePoint(start.getValue());
+            scanned = start.getValue() - 1; // the entry at startAtOperationTime itself is still to be read
+        } else {
+            scanned = history.newestWritten();
+        }
         Cursor cursor = delegate.createCursor(changeStreamDocument, namespace, aggregation);
         boolean lookup = "updateLookup".equals(changeStreamDocument.get("fullDocument"));
-        ChangeStreamCursor wrapped = new ChangeStreamCursor(cursor, namespace, lookup, beforeChange);
+        ChangeStreamCursor wrapped = new ChangeStreamCursor(cursor, namespace, lookup, beforeChange, scanned);
         if (isRegistered(cursor)) {
             // getMore finds cursors through the registry: make it hand out the wrapper
             cursorRegistry.remove(cursor.getId());
             cursorRegistry.add(wrapped);
         }
         return wrapped;
+    }
+
+    /**
+     * The oplog timestamp of a resume token. mongo-java-server's tokens are {@code {_data: <hex>}},
+     * the hex being the 64-bit timestamp value; it answers a malformed one with "Unknown error:
+     * For input string ...". Here: FailedToParse (9) for a non-hex string, as MongoDB answers,
+     * InvalidResumeToken (260) for anything else this server cannot have issued.
+     */
+    private static long resumeTokenTime(Object token, String option) {
+        if (!(token instanceof Document document)) {
+            throw new MongoServerError(14, "TypeMismatch",
+                "BSON field '$changeStream." + option + "' is the wrong type, expected type 'object'");
+        }
+        if (!(document.get("_data") instanceof String data)) {
+            throw new MongoServerError(260, "InvalidResumeToken",
+                "Invalid resume token: no string field '_data' in " + token + " (docshift test launcher)");
+        }
+        if (data.isEmpty() || !data.chars().allMatch(c -> Character.digit(c, 16) >= 0)) {
+            throw new MongoServerError(9, "FailedToParse", "resume token string was not a valid hex string");
+        }
+        try {
+            if (data.length() <= 16) {
+                return Long.parseLong(data, 16);
+            }
+        } catch (NumberFormatException e) {
+            // below
+        }
+        throw new MongoServerError(260, "InvalidResumeToken", "Invalid resume token " + token
+            + ": not a token of this server (docshift test launcher: mongo-java-server's tokens are the"
+            + " 16 hex digits of an oplog timestamp)");
     }
 
     private boolean isRegistered(Cursor cursor) {
@@ -134,13 +189,17 @@ final class ChangeStreamOplog implements Oplog {
         private final Document ns;
         private final boolean updateLookup;
         private final BeforeChange beforeChange;
+        /** The newest oplog timestamp this cursor has read up to (see {@link OplogHistory}). */
+        private long scanned;
 
-        ChangeStreamCursor(Cursor delegate, String namespace, boolean updateLookup, BeforeChange beforeChange) {
+        ChangeStreamCursor(Cursor delegate, String namespace, boolean updateLookup, BeforeChange beforeChange,
+                           long scanned) {
             this.delegate = delegate;
             int dot = namespace.indexOf('.');
             this.ns = new Document("db", namespace.substring(0, dot)).append("coll", namespace.substring(dot + 1));
             this.updateLookup = updateLookup;
             this.beforeChange = beforeChange;
+            this.scanned = scanned;
         }
 
         @Override
@@ -155,6 +214,26 @@ final class ChangeStreamOplog implements Oplog {
 
         @Override
         public List<Document> takeDocuments(int numberToReturn) {
+            return history.reading(() -> {
+                try {
+                    history.checkNothingLostAfter(scanned);
+                } catch (MongoServerError e) {
+                    cursorRegistry.remove(getId()); // as MongoDB: the cursor is dead
+                    throw e;
+                }
+                long newest = history.newestWritten(); // every entry up to here is in this scan
+                List<Document> events = takeAndCorrect(numberToReturn);
+                if (numberToReturn > 0 && events.size() >= numberToReturn) {
+                    // a full batch: the scan stopped at its last event
+                    scanned = Math.max(scanned, positionOf(events.get(events.size() - 1)));
+                } else {
+                    scanned = Math.max(scanned, newest);
+                }
+                return events;
+            });
+        }
+
+        private List<Document> takeAndCorrect(int numberToReturn) {
             List<Document> events = delegate.takeDocuments(numberToReturn);
             Set<String> withEntry = beforeChange == BeforeChange.OFF ? Set.of("update") : Set.of("update", "delete");
             Map<Long, Document> oplogEntries = oplogEntriesOf(events, withEntry);
@@ -269,6 +348,21 @@ final class ChangeStreamOplog implements Oplog {
             current = level.get(part);
         }
         return current;
+    }
+
+    /** The oplog timestamp of an event: its clusterTime, else its resume token's. */
+    private static long positionOf(Document event) {
+        if (event.get("clusterTime") instanceof BsonTimestamp ts) {
+            return ts.getValue();
+        }
+        if (event.get("_id") instanceof Document id && id.get("_data") instanceof String data) {
+            try {
+                return Long.parseLong(data, 16);
+            } catch (NumberFormatException e) {
+                return Long.MIN_VALUE;
+            }
+        }
+        return Long.MIN_VALUE;
     }
 
     private static long timestampOf(Document event) {

@@ -14,6 +14,7 @@ import de.bwaldvogel.mongo.backend.CursorRegistry;
 import de.bwaldvogel.mongo.backend.memory.MemoryBackend;
 import de.bwaldvogel.mongo.backend.memory.MemoryCollection;
 import de.bwaldvogel.mongo.backend.memory.MemoryDatabase;
+import de.bwaldvogel.mongo.bson.BsonTimestamp;
 import de.bwaldvogel.mongo.bson.Document;
 import de.bwaldvogel.mongo.exception.CursorNotFoundException;
 import de.bwaldvogel.mongo.exception.MongoServerError;
@@ -21,7 +22,7 @@ import de.bwaldvogel.mongo.oplog.Oplog;
 import io.netty.channel.Channel;
 
 /**
- * mongo-java-server's in-memory backend with three test-environment additions:
+ * mongo-java-server's in-memory backend with four test-environment additions:
  *
  * <ol>
  *   <li>Change-stream events are post-processed by {@link ChangeStreamOplog} so that update
@@ -36,6 +37,9 @@ import io.netty.channel.Channel;
  *       {@code ChangeStream.Next} would otherwise spin at thousands of round trips per second.
  *       A waiting getMore blocks its netty event loop, so the launcher binds with many
  *       worker loops (connections are spread round-robin over them).</li>
+ *   <li>The admin command {@code {docshiftTruncateOplog: 1[, before: Timestamp(t, i)]}} deletes the
+ *       oldest oplog entries, as a rolled-over capped oplog would, so tests can provoke
+ *       ChangeStreamHistoryLost (see {@link OplogHistory}).</li>
  * </ol>
  */
 final class TestBackend extends MemoryBackend {
@@ -48,6 +52,8 @@ final class TestBackend extends MemoryBackend {
 
     private final long maxAwaitMillis;
     private final PreImages preImages = new PreImages();
+    private final OplogHistory oplogHistory = new OplogHistory();
+    private OplogCollection oplogEntries; // local.oplog.rs, once created
     private final Object oplogChanged = new Object();
     private long oplogVersion; // guarded by oplogChanged
 
@@ -61,7 +67,8 @@ final class TestBackend extends MemoryBackend {
         @SuppressWarnings("unchecked")
         MongoCollection<Document> oplogCollection = (MongoCollection<Document>) resolveDatabase("local")
             .resolveCollection(OPLOG_COLLECTION_NAME, true);
-        return new ChangeStreamOplog(oplog, oplogCollection, getCursorRegistry(), preImages, this::signalOplogChange);
+        return new ChangeStreamOplog(oplog, oplogCollection, getCursorRegistry(), preImages, oplogHistory,
+            this::signalOplogChange);
     }
 
     @Override
@@ -79,7 +86,9 @@ final class TestBackend extends MemoryBackend {
         @Override
         protected MemoryCollection openOrCreateCollection(String collectionName, CollectionOptions options) {
             if (databaseName.equals("local") && collectionName.equals(OPLOG_COLLECTION_NAME)) {
-                return new OplogCollection(this, collectionName, options, cursorRegistry);
+                OplogCollection collection = new OplogCollection(this, collectionName, options, cursorRegistry);
+                oplogEntries = collection;
+                return collection;
             }
             return new PreImageCollection(this, collectionName, options, cursorRegistry);
         }
@@ -132,8 +141,14 @@ final class TestBackend extends MemoryBackend {
         }
     }
 
-    /** local.oplog.rs: stores the pre-images of the running statement in its oplog entries. */
+    /**
+     * local.oplog.rs: stores the pre-images of the running statement in its oplog entries, tells
+     * {@link OplogHistory} the timestamp of every entry, and deletes the oldest ones for
+     * {@value OplogHistory#COMMAND}.
+     */
     private final class OplogCollection extends MemoryCollection {
+
+        private int positionHint = -1; // see findDocumentPosition
 
         OplogCollection(MongoDatabase database, String name, CollectionOptions options, CursorRegistry cursors) {
             super(database, name, options, cursors);
@@ -141,7 +156,47 @@ final class TestBackend extends MemoryBackend {
 
         @Override
         public synchronized void addDocuments(Stream<Document> documents) {
-            super.addDocuments(documents.map(preImages::attach));
+            super.addDocuments(documents.map(preImages::attach).peek(entry -> oplogHistory.written(entry.get("ts"))));
+        }
+
+        /** Deletes the entries with a timestamp below {@code cutoff}: one pass over the storage. */
+        synchronized OplogHistory.Removed removeBefore(long cutoff) {
+            int left = count();
+            int removed = 0;
+            long newestRemoved = 0;
+            BsonTimestamp oldestLeft = null;
+            for (int position = 0; left > 0; position++) {
+                Document entry = getDocument(position);
+                if (entry == null) {
+                    continue; // a free slot
+                }
+                left--;
+                if (!(entry.get("ts") instanceof BsonTimestamp ts)) {
+                    continue;
+                }
+                if (ts.getValue() < cutoff) {
+                    positionHint = position;
+                    try {
+                        removeDocument(entry); // keeps indexes and data size right
+                    } finally {
+                        positionHint = -1;
+                    }
+                    removed++;
+                    newestRemoved = Math.max(newestRemoved, ts.getValue());
+                } else if (oldestLeft == null || ts.compareTo(oldestLeft) < 0) {
+                    oldestLeft = ts;
+                }
+            }
+            return new OplogHistory.Removed(removed, newestRemoved, oldestLeft);
+        }
+
+        /** MemoryCollection searches the whole list (O(n) per entry); removeBefore knows where it is. */
+        @Override
+        protected Integer findDocumentPosition(Document document) {
+            if (positionHint >= 0 && getDocument(positionHint) == document) {
+                return positionHint;
+            }
+            return super.findDocumentPosition(document);
         }
     }
 
@@ -173,6 +228,9 @@ final class TestBackend extends MemoryBackend {
 
     @Override
     public Document handleCommand(Channel channel, String databaseName, String command, Document query) {
+        if (command.equals(OplogHistory.COMMAND)) {
+            return truncateOplog(databaseName, query);
+        }
         if (command.equalsIgnoreCase("collMod") || command.equalsIgnoreCase("create")) {
             return handlePreImageOption(channel, databaseName, command, query);
         }
@@ -200,6 +258,38 @@ final class TestBackend extends MemoryBackend {
                 return response;
             }
         }
+    }
+
+    /**
+     * {@code {docshiftTruncateOplog: 1[, before: Timestamp(t, i)]}} on the admin database: deletes
+     * the oplog entries older than {@code before} (all of them without it), as a rolled-over
+     * capped oplog would have; change streams then behave as described in {@link OplogHistory}.
+     * Answers {@code {removed: <count>, truncationPoint: <timestamp>, oldestEntry: <timestamp|null>}}.
+     */
+    private Document truncateOplog(String databaseName, Document query) {
+        if (!databaseName.equals("admin")) {
+            throw new MongoServerError(13, "Unauthorized",
+                OplogHistory.COMMAND + " may only be run against the admin database.");
+        }
+        Object before = query.get("before");
+        if (before != null && !(before instanceof BsonTimestamp)) {
+            throw new MongoServerError(14, "TypeMismatch", "BSON field '" + OplogHistory.COMMAND
+                + ".before' is the wrong type, expected type 'timestamp'");
+        }
+        for (String field : query.keySet()) {
+            if (!field.equals(OplogHistory.COMMAND) && !field.equals("before") && !field.startsWith("$")
+                && !GENERIC_COMMAND_FIELDS.contains(field)) {
+                throw new MongoServerError(40415, "Location40415",
+                    "BSON field '" + OplogHistory.COMMAND + "." + field + "' is an unknown field.");
+            }
+        }
+        OplogCollection entries = oplogEntries;
+        if (entries == null) {
+            throw new MongoServerError(20, "IllegalOperation", "the oplog is not enabled");
+        }
+        Document response = oplogHistory.truncate((BsonTimestamp) before, entries::removeBefore);
+        signalOplogChange(); // waiting change-stream getMores look again (and fail if they lost history)
+        return response;
     }
 
     /**
