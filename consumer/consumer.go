@@ -74,7 +74,10 @@ func New(ctx context.Context, cfg Config, tc topic.Config, pool *pgxpool.Pool, l
 	if err != nil {
 		return nil, err
 	}
-	c.registry = schemas.NewRegistry(c.regCl, tc.Schemas())
+	if c.registry, err = schemas.OpenRegistry(c.regCl, tc.Schemas(), tc.RegistryURLs()); err != nil {
+		c.regCl.Close()
+		return nil, err
+	}
 	c.decoders = newDecoders()
 	if cfg.DLQ {
 		if err := topic.EnsureDLQ(ctx, c.regCl, tc); err != nil {

@@ -111,7 +111,10 @@ func BenchmarkProduce(b *testing.B) {
 	}
 	events := recordedEvents(n)
 	cfg := DefaultConfig()
-	p := New(cfg, m, nil, kc, tcfg, discardLog(), nil)
+	p, err := New(cfg, m, nil, kc, tcfg, discardLog(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, ensure := range []func(context.Context, *kgo.Client, topic.Config) error{topic.EnsureStreams, topic.EnsureSchemas, topic.EnsureDLQ} {
 		if err := ensure(ctx, kc, tcfg); err != nil {
 			b.Fatal(err)

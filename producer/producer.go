@@ -41,21 +41,23 @@ type Producer struct {
 	Resnapshot func(ctx context.Context, collections []schemas.Namespace) error
 
 	mu      sync.Mutex
-	schemas map[string]*schemas.Schema // by table
-	ensured map[string]bool            // records topics created
+	schemas map[string]*schemas.Schema // by source namespace
 }
 
 // New returns a producer. kc is a plain (non-transactional) client; each
 // stream opens its own transactional one.
-func New(cfg Config, m *schemas.Mapping, mc *mongo.Client, kc *kgo.Client, tc topic.Config, log *slog.Logger, reg prometheus.Registerer) *Producer {
+func New(cfg Config, m *schemas.Mapping, mc *mongo.Client, kc *kgo.Client, tc topic.Config, log *slog.Logger, reg prometheus.Registerer) (*Producer, error) {
+	registry, err := schemas.OpenRegistry(kc, tc.Schemas(), tc.RegistryURLs())
+	if err != nil {
+		return nil, err
+	}
 	return &Producer{
 		cfg: cfg, mapping: m, mongo: mc, topics: tc, log: log, kafka: kc,
-		registry:  schemas.NewRegistry(kc, tc.Schemas()),
+		registry:  registry,
 		conflicts: schemas.NewConflictReporter(log, reg),
 		metrics:   newMetrics(reg),
 		schemas:   map[string]*schemas.Schema{},
-		ensured:   map[string]bool{},
-	}
+	}, nil
 }
 
 // Run follows every stream until ctx is cancelled (it then returns

@@ -58,6 +58,15 @@ func NewConfluentRegistry(urls []string, client *kgo.Client, topic string) (*Reg
 	return r, nil
 }
 
+// OpenRegistry returns the registry a process uses: a schema registry when
+// registryURLs are given, else the schema topic.
+func OpenRegistry(client *kgo.Client, schemaTopic string, registryURLs []string) (*Registry, error) {
+	if len(registryURLs) == 0 {
+		return NewRegistry(client, schemaTopic), nil
+	}
+	return NewConfluentRegistry(registryURLs, client, schemaTopic)
+}
+
 // Subject is the schema registry subject of a schema (record name strategy).
 func (s *Schema) Subject() string { return s.fullName }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ type Config struct {
 	Partitions        int           // partitions of a new records topic
 	ReplicationFactor int           // replication factor of new topics (-1: broker default)
 	MinCompactionLag  time.Duration // min.compaction.lag.ms of records topics
+	SchemaRegistry    string        // comma-separated schema registry URLs; empty: the schema topic
 	DialTimeout       time.Duration
 }
 
@@ -32,6 +34,7 @@ func DefaultConfig() Config {
 		ReplicationFactor: -1,
 		MinCompactionLag:  7 * 24 * time.Hour,
 		DialTimeout:       10 * time.Second,
+		SchemaRegistry:    os.Getenv("DOCSHIFT_SCHEMA_REGISTRY"),
 	}
 }
 
@@ -42,6 +45,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DialTimeout, "kafka-timeout", c.DialTimeout, "how long to wait for Kafka to answer when connecting")
 	fs.IntVar(&c.Partitions, "topic-partitions", c.Partitions, "partitions of a records topic docshift creates")
 	fs.IntVar(&c.ReplicationFactor, "topic-replication", c.ReplicationFactor, "replication factor of topics docshift creates (-1: broker default)")
+	fs.StringVar(&c.SchemaRegistry, "schema-registry", c.SchemaRegistry, "schema registry URLs, comma-separated (Confluent API: Confluent, Apicurio, Redpanda, Karapace); records then use the Confluent wire format. Empty: schemas go to the <prefix>-schemas topic (env DOCSHIFT_SCHEMA_REGISTRY)")
 	fs.DurationVar(&c.MinCompactionLag, "topic-min-compaction-lag", c.MinCompactionLag, "history kept complete before compaction (min.compaction.lag.ms)")
 }
 
@@ -64,10 +68,27 @@ func (c *Config) Validate() error {
 	if c.ReplicationFactor == 0 || c.ReplicationFactor < -1 {
 		return fmt.Errorf("topic-replication: %d, want -1 or at least 1", c.ReplicationFactor)
 	}
+	for _, u := range c.RegistryURLs() {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return fmt.Errorf("schema-registry: %q is not an http(s) URL", u)
+		}
+	}
 	if c.MinCompactionLag < 0 {
 		return fmt.Errorf("topic-min-compaction-lag: %s is negative", c.MinCompactionLag)
 	}
 	return nil
+}
+
+// RegistryURLs returns the schema registry URLs, if any.
+func (c *Config) RegistryURLs() []string {
+	var out []string
+	for _, u := range strings.Split(c.SchemaRegistry, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // SeedList returns the seeds as a list.

@@ -47,7 +47,10 @@ func runProduce(ctx context.Context, args []string, e *env) error {
 	if err := mon.Serve(ctx, moncfg, e.log); err != nil {
 		return err
 	}
-	p := producer.New(pcfg, m, mc, kc, tcfg, e.log, mon.Registry)
+	p, err := producer.New(pcfg, m, mc, kc, tcfg, e.log, mon.Registry)
+	if err != nil {
+		return err
+	}
 	// A lost history is repaired by snapshotting the stream's collections
 	// again, in a new snapshot run of this process.
 	p.Resnapshot = func(ctx context.Context, colls []schemas.Namespace) error {

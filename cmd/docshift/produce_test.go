@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
@@ -484,4 +485,52 @@ func (r *liveRig) waitCaughtUp(ctx context.Context, w *witness) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	r.t.Fatalf("the producer's checkpoint is at %v, the marker at %v", schemas.TimestampOf(at), marker)
+}
+
+// TestProduceThroughSchemaRegistry: with --schema-registry, the producer
+// registers its schema there and writes the Confluent wire format, and the
+// consumer decodes it through the registry.
+func TestProduceThroughSchemaRegistry(t *testing.T) {
+	r := newLiveRig(t)
+	ctx := services.Context(t, 3*time.Minute)
+	fake := srfake.New()
+	defer fake.Close()
+	reg := []string{"--schema-registry", fake.URL()}
+
+	pctx, stop := context.WithCancel(ctx)
+	produced := make(chan string, 1)
+	go func() {
+		code, _, stderr := docshift(pctx, t, append(append([]string{"produce", "--mapping", r.mapping, "--mongo-uri", r.mcURI, "--monitor-addr", ""}, r.kafkaFlags()...), reg...)...)
+		if code != 130 {
+			t.Logf("produce exited %d: %s", code, stderr)
+		}
+		produced <- stderr
+	}()
+	r.waitStreamStarted(ctx)
+	w := r.watch(ctx)
+	if err := r.write(ctx, 300, 5); err != nil {
+		t.Fatal(err)
+	}
+	r.waitCaughtUp(ctx, w)
+	stop()
+	<-produced
+
+	recs := readTopic(ctx, t, r.tcfg, r.tcfg.Records(r.coll.Database().Name(), "orders"))
+	if len(recs) == 0 || recs[0].Value[0] != 0 {
+		t.Fatalf("records are not in the Confluent wire format (%d records)", len(recs))
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		code, _, stderr := docshift(ctx, t, append(append([]string{"consume", "--pg-url", r.pgURL, "--group", r.tcfg.Prefix + "-sink", "--stop-at-end", "--monitor-addr", ""}, r.kafkaFlags()...), reg...)...)
+		if code != 0 {
+			t.Fatalf("consume exited %d: %s", code, stderr)
+		}
+		d := diff(r.source(ctx), r.target(ctx))
+		if d == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("target differs:\n%s", d)
+		}
+	}
 }
