@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/docshift/docshift/schemas"
+	"github.com/docshift/docshift/source"
 	"github.com/docshift/docshift/topic"
 )
 
@@ -31,6 +32,8 @@ type Snapshot struct {
 	log      *slog.Logger
 	reg      prometheus.Registerer
 	progress io.Writer
+
+	namespaces []schemas.Namespace // the mapped collections, patterns expanded (set by prepare)
 }
 
 // New returns a snapshot process. Metrics are registered on reg (nil: none);
@@ -85,8 +88,12 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registering snapshot metrics: %w", err)
 	}
+	registry, err := schemas.OpenRegistry(admin, s.topics.Schemas(), s.topics.RegistryURLs())
+	if err != nil {
+		return nil, err
+	}
 	sh := &shared{cfg: s.cfg, mapping: s.mapping, mongo: s.mongo, topics: s.topics,
-		registry: schemas.NewRegistry(admin, s.topics.Schemas()), follower: f, metrics: m, log: s.log,
+		registry: registry, follower: f, metrics: m, log: s.log,
 		schemas: map[string]*schemas.Schema{}}
 
 	var planner *kgo.Client
@@ -142,7 +149,11 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 	}
 	if s.cfg.Restart || st.Run == 0 {
 		run := st.Run + 1
-		b, _ := jsonMarshal(runRecord{Run: run, Started: time.Now().UTC()})
+		start, err := source.ClusterTime(ctx, s.mongo)
+		if err != nil {
+			return fmt.Errorf("starting snapshot run %d: %w", run, err)
+		}
+		b, _ := jsonMarshal(runRecord{Run: run, Started: time.Now().UTC(), StartVersion: schemas.Version(start)})
 		if err := transact(ctx, planner, &kgo.Record{Topic: s.topics.State(), Key: runKey(), Value: b}); err != nil {
 			return fmt.Errorf("recording snapshot run %d: %w", run, err)
 		}
@@ -153,8 +164,13 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 	} else {
 		s.log.Info("resuming snapshot run", "run", st.Run, "chunks_done", len(st.Done))
 	}
-	for i := range s.mapping.Collections {
-		c := &s.mapping.Collections[i]
+	nss, err := s.mapping.Namespaces(ctx, s.mongo, nil)
+	if err != nil {
+		return err
+	}
+	s.namespaces = nss
+	for _, n := range nss {
+		c := s.mapping.Lookup(n)
 		ns := c.Source.String()
 		recTopic := s.topics.Records(c.Source.Database, c.Source.Collection)
 		if err := topic.EnsureRecords(ctx, planner, s.topics, recTopic); err != nil {
@@ -283,8 +299,8 @@ func (s *Snapshot) watch(ctx context.Context, f *follower, planner *kgo.Client, 
 
 // allPlanned reports whether every mapped collection has a plan in st.
 func (s *Snapshot) allPlanned(st *State) bool {
-	for i := range s.mapping.Collections {
-		if _, ok := st.Plans[s.mapping.Collections[i].Source.String()]; !ok {
+	for _, ns := range s.namespaces {
+		if _, ok := st.Plans[ns.String()]; !ok {
 			return false
 		}
 	}

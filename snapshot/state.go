@@ -34,6 +34,10 @@ const (
 type runRecord struct {
 	Run     int64     `json:"run"`
 	Started time.Time `json:"started"`
+	// StartVersion is the cluster time (a schemas.Version) taken before the
+	// run planned or read anything: a change stream that starts there misses
+	// no change the run's chunks could have missed.
+	StartVersion int64 `json:"start_version,omitempty"`
 }
 
 // Done records a finished chunk.
@@ -60,11 +64,12 @@ func completeKey(run int64) []byte           { return fmt.Appendf(nil, "%s%d", k
 
 // State is what the state topic says about the current run.
 type State struct {
-	Run      int64
-	Started  time.Time
-	Complete time.Time        // zero until the run is complete
-	Plans    map[string]*Plan // by namespace
-	Done     map[string]Done  // by chunk id
+	Run          int64
+	Started      time.Time
+	StartVersion int64            // cluster time before the run read anything (0 for runs recorded without it)
+	Complete     time.Time        // zero until the run is complete
+	Plans        map[string]*Plan // by namespace
+	Done         map[string]Done  // by chunk id
 }
 
 func newState() *State {
@@ -94,7 +99,7 @@ func (s *State) apply(key, value []byte) error {
 		}
 		if r.Run != s.Run {
 			*s = *newState()
-			s.Run, s.Started = r.Run, r.Started
+			s.Run, s.Started, s.StartVersion = r.Run, r.Started, r.StartVersion
 		}
 	case strings.HasPrefix(k, keyPlan):
 		var p Plan
