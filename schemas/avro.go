@@ -1,9 +1,11 @@
 package schemas
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/linkedin/goavro/v2"
@@ -47,6 +49,7 @@ type Schema struct {
 	Fingerprint uint64 // CRC-64-AVRO (Rabin) of the canonical form
 	JSON        string
 	codec       *goavro.Codec
+	rows        *rowEncoder // the row record, compiled for Encode
 	rowName     string
 	fullName    string // of the envelope record
 	registryID  int    // schema registry id; 0: single-object encoding
@@ -237,6 +240,7 @@ func ParseSchema(schemaJSON string) (*Schema, error) {
 		t.RLS = env.RLS
 		s.Table = t
 	}
+	s.rows = newRowEncoder(s.Table)
 	return s, nil
 }
 
@@ -280,7 +284,27 @@ func parseTable(name string, recordJSON json.RawMessage, child bool) (Table, err
 // 01, the schema's 8-byte fingerprint, the datum), or, once the schema is
 // registered with a schema registry, the Confluent wire format (0x00, the
 // 4-byte big-endian schema id, the datum).
+//
+// The datum is written by the schema's compiled row encoder (rowEncoder);
+// a value of a Go type it does not know (a hand-built row) goes through the
+// goavro codec instead, which writes the same bytes or says what is wrong.
 func (s *Schema) Encode(buf []byte, e *Envelope) ([]byte, error) {
+	start := len(buf)
+	if s.registryID != 0 {
+		id := uint32(s.registryID)
+		buf = append(buf, 0, byte(id>>24), byte(id>>16), byte(id>>8), byte(id))
+	} else {
+		buf = append(buf, 0xC3, 0x01)
+		buf = binary.LittleEndian.AppendUint64(buf, s.Fingerprint)
+	}
+	if out, ok := s.appendEnvelope(buf, e); ok {
+		return out, nil
+	}
+	return s.encodeNative(buf[:start], e)
+}
+
+// encodeNative encodes e through the goavro codec.
+func (s *Schema) encodeNative(buf []byte, e *Envelope) ([]byte, error) {
 	native := map[string]any{
 		"op":      string(e.Op),
 		"version": e.Version,
@@ -308,6 +332,185 @@ func (s *Schema) Encode(buf []byte, e *Envelope) ([]byte, error) {
 		return buf, fmt.Errorf("encoding %s record %s: %w", s.Table.Name, e.ID, err)
 	}
 	return out, nil
+}
+
+// opIndex is the position of each Op in the envelope's Op enum.
+var opIndex = map[Op]int64{OpCreate: 0, OpUpdate: 1, OpDelete: 2, OpRead: 3}
+
+// appendEnvelope appends the Avro binary datum of e; it reports false when
+// a value is not of the Go type the row encoder writes (buf is then to be
+// discarded).
+func (s *Schema) appendEnvelope(buf []byte, e *Envelope) ([]byte, bool) {
+	op, ok := opIndex[e.Op]
+	if !ok || (e.Row != nil && s.rows == nil) {
+		return buf, false
+	}
+	buf = avroLong(buf, op)
+	buf = avroLong(buf, e.Version)
+	buf = avroString(buf, e.Source.Database)
+	buf = avroString(buf, e.Source.Collection)
+	buf = avroLong(buf, e.Source.ClusterTime)
+	buf = avroBool(buf, e.Source.Snapshot)
+	buf = avroString(buf, e.Tenant)
+	buf = avroString(buf, e.ID)
+	if e.Row == nil {
+		return append(buf, 0), true // the union's null branch
+	}
+	return s.rows.append(append(buf, 2), e.Row) // branch 1: the row record
+}
+
+// rowEncoder writes a table's row record: a [null, T] union per data
+// column, then an array of child rows per child table.
+type rowEncoder struct {
+	columns  []columnEncoder
+	children []childEncoder
+}
+
+type columnEncoder struct {
+	field string
+	kind  avroKind
+}
+
+type childEncoder struct {
+	field string
+	rows  *rowEncoder
+}
+
+// avroKind is the non-null branch of a column's union, as the row encoder
+// writes it.
+type avroKind uint8
+
+const (
+	kindString avroKind = iota
+	kindLong
+	kindInt
+	kindDouble
+	kindBoolean
+	kindTimestampMicros
+	kindBytes
+	kindDecimal // left to goavro
+)
+
+func kindOf(t SQLType) avroKind {
+	switch unionBranch(t) {
+	case "long":
+		return kindLong
+	case "int":
+		return kindInt
+	case "double":
+		return kindDouble
+	case "boolean":
+		return kindBoolean
+	case "long.timestamp-micros":
+		return kindTimestampMicros
+	case "bytes":
+		return kindBytes
+	case "bytes.decimal":
+		return kindDecimal
+	}
+	return kindString
+}
+
+func newRowEncoder(t Table) *rowEncoder {
+	r := &rowEncoder{}
+	for _, c := range t.DataColumns() {
+		r.columns = append(r.columns, columnEncoder{field: c.Field, kind: kindOf(c.Type)})
+	}
+	for _, ch := range t.Children {
+		r.children = append(r.children, childEncoder{field: ch.Field, rows: newRowEncoder(ch)})
+	}
+	return r
+}
+
+// append writes row as nativeRow lays it out for goavro: a missing or nil
+// value is null, a missing child array is empty.
+func (r *rowEncoder) append(buf []byte, row map[string]any) ([]byte, bool) {
+	for _, c := range r.columns {
+		v := row[c.field]
+		if v == nil {
+			buf = append(buf, 0)
+			continue
+		}
+		buf = append(buf, 2)
+		switch c.kind {
+		case kindString:
+			s, ok := v.(string)
+			if !ok {
+				return buf, false
+			}
+			buf = avroString(buf, s)
+		case kindLong:
+			n, ok := v.(int64)
+			if !ok {
+				return buf, false
+			}
+			buf = avroLong(buf, n)
+		case kindInt:
+			n, ok := v.(int32)
+			if !ok {
+				return buf, false
+			}
+			buf = avroLong(buf, int64(n))
+		case kindDouble:
+			f, ok := v.(float64)
+			if !ok {
+				return buf, false
+			}
+			buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(f))
+		case kindBoolean:
+			b, ok := v.(bool)
+			if !ok {
+				return buf, false
+			}
+			buf = avroBool(buf, b)
+		case kindTimestampMicros:
+			t, ok := v.(time.Time)
+			if !ok {
+				return buf, false
+			}
+			buf = avroLong(buf, t.Unix()*1e6+int64(t.Nanosecond()/1e3))
+		case kindBytes:
+			b, ok := v.([]byte)
+			if !ok {
+				return buf, false
+			}
+			buf = avroLong(buf, int64(len(b)))
+			buf = append(buf, b...)
+		default:
+			return buf, false
+		}
+	}
+	for _, ch := range r.children {
+		rows, _ := row[ch.field].([]any)
+		if len(rows) > 0 {
+			buf = avroLong(buf, int64(len(rows)))
+			for _, cr := range rows {
+				m, _ := cr.(map[string]any)
+				var ok bool
+				if buf, ok = ch.rows.append(buf, m); !ok {
+					return buf, false
+				}
+			}
+		}
+		buf = append(buf, 0) // end of the array
+	}
+	return buf, true
+}
+
+// avroLong writes an Avro int or long: zig-zag, then a varint.
+func avroLong(buf []byte, n int64) []byte {
+	return binary.AppendUvarint(buf, uint64(n<<1)^uint64(n>>63))
+}
+
+func avroString(buf []byte, s string) []byte {
+	return append(avroLong(buf, int64(len(s))), s...)
+}
+
+func avroBool(buf []byte, b bool) []byte {
+	if b {
+		return append(buf, 1)
+	}
+	return append(buf, 0)
 }
 
 // nativeRow lays out a row for the codec: unions for columns, arrays of child

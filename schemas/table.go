@@ -216,6 +216,9 @@ func Identifier(name string) string {
 // name. A name that had to change gets a hash suffix so two different names
 // never map to the same Avro name.
 func AvroName(name string) string {
+	if validAvroName(name) {
+		return name
+	}
 	var b strings.Builder
 	changed := false
 	for i, r := range name {
@@ -240,4 +243,16 @@ func AvroName(name string) string {
 	}
 	sum := sha256.Sum256([]byte(name))
 	return b.String() + "_" + hex.EncodeToString(sum[:4])
+}
+
+// validAvroName reports whether AvroName leaves name as it is (without
+// building a copy: normalization asks once per column value).
+func validAvroName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (i > 0 && c >= '0' && c <= '9')) {
+			return false
+		}
+	}
+	return name != ""
 }
