@@ -1,10 +1,12 @@
 package schemas
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // Document is a source document normalized for its table.
@@ -82,7 +84,11 @@ type walker struct {
 // child arrays and its _extra. skip names a top-level field that is carried
 // elsewhere (the tenant field).
 func (w *walker) row(doc bson.Raw, tree *pathNode, skip string) (map[string]any, error) {
-	row := map[string]any{}
+	size := 1 // _extra
+	if tree != nil {
+		size += len(tree.sub)
+	}
+	row := make(map[string]any, size)
 	extra, err := w.walk(doc, tree, row, skip, true)
 	if err != nil {
 		return nil, err
@@ -101,27 +107,34 @@ func (w *walker) row(doc bson.Raw, tree *pathNode, skip string) (map[string]any,
 // for _extra. Nested unmapped parts keep their place: {"a": {"b": 1}} with
 // a.c mapped leaves {"a": {"b": 1}} in _extra.
 func (w *walker) walk(doc bson.Raw, tree *pathNode, row map[string]any, skip string, top bool) ([]bson.E, error) {
-	elems, err := doc.Elements()
-	if err != nil {
-		return nil, fmt.Errorf("malformed BSON: %w", err)
+	if len(doc) < 5 {
+		return nil, fmt.Errorf("malformed BSON: document of %d bytes", len(doc))
 	}
+	// The elements are read in place (no slice of them); a key becomes a
+	// string only when it goes to _extra.
 	var extra []bson.E
-	for _, el := range elems {
-		key, val := el.Key(), el.Value()
-		if top && (key == "_id" || (skip != "" && key == skip)) {
+	for rem := bsoncore.Document(doc[4 : len(doc)-1]); len(rem) > 0; {
+		el, rest, ok := bsoncore.ReadElement(rem)
+		if !ok {
+			return nil, errors.New("malformed BSON: truncated element")
+		}
+		rem = rest
+		keyBytes, cv := el.KeyBytes(), el.Value()
+		val := bson.RawValue{Type: bson.Type(cv.Type), Value: cv.Data}
+		if top && (string(keyBytes) == "_id" || (skip != "" && string(keyBytes) == skip)) {
 			continue
 		}
 		var n *pathNode
 		if tree != nil {
-			n = tree.sub[key]
+			n = tree.sub[string(keyBytes)]
 		}
 		switch {
 		case n == nil:
-			extra = append(extra, bson.E{Key: key, Value: val})
+			extra = append(extra, bson.E{Key: string(keyBytes), Value: val})
 		case n.col != nil:
 			if val.Type == bson.TypeNull {
 				row[AvroName(n.col.Name)] = nil
-				extra = append(extra, bson.E{Key: key, Value: val})
+				extra = append(extra, bson.E{Key: string(keyBytes), Value: val})
 				continue
 			}
 			v, ok := columnValue(n.col.Type, val)
@@ -131,7 +144,7 @@ func (w *walker) walk(doc bson.Raw, tree *pathNode, row map[string]any, skip str
 			}
 			*w.conflicts = append(*w.conflicts, Conflict{Table: w.table, Column: n.col.Name, Got: val.Type, Want: n.col.Type, Value: val})
 			if !w.dlq {
-				extra = append(extra, bson.E{Key: key, Value: val})
+				extra = append(extra, bson.E{Key: string(keyBytes), Value: val})
 			}
 		case n.child != nil:
 			rows, keep, err := w.children(n.child, val)
@@ -140,11 +153,11 @@ func (w *walker) walk(doc bson.Raw, tree *pathNode, row map[string]any, skip str
 			}
 			row[n.child.field()] = rows
 			if keep {
-				extra = append(extra, bson.E{Key: key, Value: val})
+				extra = append(extra, bson.E{Key: string(keyBytes), Value: val})
 			}
 		default: // mapped fields below this one
 			if val.Type != bson.TypeEmbeddedDocument {
-				extra = append(extra, bson.E{Key: key, Value: val})
+				extra = append(extra, bson.E{Key: string(keyBytes), Value: val})
 				continue
 			}
 			rest, err := w.walk(val.Document(), n, row, "", false)
@@ -152,7 +165,7 @@ func (w *walker) walk(doc bson.Raw, tree *pathNode, row map[string]any, skip str
 				return nil, err
 			}
 			if len(rest) > 0 {
-				extra = append(extra, bson.E{Key: key, Value: rest})
+				extra = append(extra, bson.E{Key: string(keyBytes), Value: rest})
 			}
 		}
 	}
