@@ -140,6 +140,10 @@ func (w *worker) handle(ctx context.Context, rec *kgo.Record) error {
 			return err
 		}
 		w.produceDone(ctx, d)
+		defer func(start time.Time) {
+			w.sh.log.Debug("chunk committed", "chunk", id, "worker", w.name, "documents", d.Documents,
+				"read_seconds", d.Elapsed, "commit_seconds", time.Since(start).Seconds())
+		}(time.Now())
 	}
 	committed, err := w.sess.End(ctx, kgo.TryCommit)
 	if err != nil {
@@ -225,7 +229,22 @@ func (w *worker) read(ctx context.Context, t task) (Done, error) {
 	if err != nil {
 		return d, fmt.Errorf("reading chunk %s: %w", id, err)
 	}
-	defer cur.Close(context.WithoutCancel(ctx))
+	// The cursor is read in its own goroutine, so the server prepares the
+	// next batch while this one is normalized and produced.
+	rctx, stopReading := context.WithCancel(ctx)
+	batches := make(chan docBatch, 1)
+	var rerr error
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		defer close(batches)
+		rerr = readBatches(rctx, cur, batches)
+	}()
+	defer func() {
+		stopReading()
+		<-readerDone
+		_ = cur.Close(context.WithoutCancel(ctx))
+	}()
 
 	var perr produceErr
 	promise := func(r *kgo.Record, err error) {
@@ -236,33 +255,40 @@ func (w *worker) read(ctx context.Context, t task) (Done, error) {
 	docs := w.sh.metrics.documents.WithLabelValues(t.Chunk.Namespace)
 	var conflicts int64
 	var buf []byte
-	for cur.Next(ctx) {
+	src := schemas.Source{Database: ns.Database, Collection: ns.Collection, ClusterTime: d.Version, Snapshot: true}
+	for batch := range batches {
 		if err := perr.get(); err != nil {
 			return d, fmt.Errorf("chunk %s: %w", id, err)
 		}
-		doc, err := c.Normalize(ns.Database, cur.Current)
-		if err != nil {
-			return d, fmt.Errorf("chunk %s: %w", id, err)
+		// The batch's record values share one allocation, freed together
+		// once Kafka has acknowledged them.
+		values := make([]byte, 0, len(batch.arena)+len(batch.docs)*64)
+		for _, raw := range batch.docs {
+			doc, err := c.Normalize(ns.Database, raw)
+			if err != nil {
+				return d, fmt.Errorf("chunk %s: %w", id, err)
+			}
+			conflicts += int64(len(doc.Conflicts))
+			env := schemas.Envelope{Op: schemas.OpRead, Version: d.Version, Tenant: doc.Tenant, ID: doc.ID, Row: doc.Row, Source: src}
+			if buf, err = schema.Encode(buf[:0], &env); err != nil {
+				return d, fmt.Errorf("chunk %s: %w", id, err)
+			}
+			if len(values)+len(buf) > cap(values) {
+				values = make([]byte, 0, max(len(buf), cap(values)))
+			}
+			values = append(values, buf...)
+			// Produce blocks while the client holds InFlight unacknowledged
+			// records: that bounds the documents in flight.
+			w.sess.Produce(ctx, &kgo.Record{Topic: recTopic, Key: schemas.Key(doc.Tenant, doc.ID),
+				Value: values[len(values)-len(buf) : len(values) : len(values)]}, promise)
+			d.Documents++
+			d.Bytes += int64(len(raw))
 		}
-		conflicts += int64(len(doc.Conflicts))
-		env := &schemas.Envelope{
-			Op: schemas.OpRead, Version: d.Version, Tenant: doc.Tenant, ID: doc.ID, Row: doc.Row,
-			Source: schemas.Source{Database: ns.Database, Collection: ns.Collection,
-				ClusterTime: d.Version, Snapshot: true},
-		}
-		if buf, err = schema.Encode(buf[:0], env); err != nil {
-			return d, fmt.Errorf("chunk %s: %w", id, err)
-		}
-		// Produce blocks while the client holds InFlight unacknowledged
-		// records: that bounds the documents in flight.
-		w.sess.Produce(ctx, &kgo.Record{Topic: recTopic, Key: schemas.Key(doc.Tenant, doc.ID),
-			Value: append([]byte(nil), buf...)}, promise)
-		d.Documents++
-		d.Bytes += int64(len(cur.Current))
-		docs.Inc()
+		docs.Add(float64(len(batch.docs)))
 	}
-	if err := cur.Err(); err != nil {
-		return d, fmt.Errorf("reading chunk %s: %w", id, err)
+	<-readerDone
+	if rerr != nil {
+		return d, fmt.Errorf("reading chunk %s: %w", id, rerr)
 	}
 	if err := w.sess.Client().Flush(ctx); err != nil {
 		return d, fmt.Errorf("chunk %s: flushing: %w", id, err)
@@ -277,6 +303,50 @@ func (w *worker) read(ctx context.Context, t task) (Done, error) {
 	d.Elapsed = time.Since(start).Seconds()
 	d.At = time.Now().UTC()
 	return d, nil
+}
+
+// docBatch is one batch of a chunk's documents, copied out of the cursor
+// into one arena.
+type docBatch struct {
+	arena []byte
+	docs  []bson.Raw
+}
+
+// readBatches sends the cursor's documents in batches, one per server batch
+// (at most BatchSize documents), until the cursor is exhausted, it fails or
+// ctx is done. A document the cursor returns is only valid until its next
+// call to Next, so each batch owns a copy.
+func readBatches(ctx context.Context, cur *mongo.Cursor, out chan<- docBatch) error {
+	var b docBatch
+	for cur.Next(ctx) {
+		raw := cur.Current
+		if len(b.arena)+len(raw) > cap(b.arena) {
+			// A fresh arena: the documents already in the old one keep it.
+			b.arena = make([]byte, 0, max(len(raw), (cur.RemainingBatchLength()+1)*len(raw)*5/4))
+		}
+		b.arena = append(b.arena, raw...)
+		b.docs = append(b.docs, b.arena[len(b.arena)-len(raw):len(b.arena):len(b.arena)])
+		if cur.RemainingBatchLength() > 0 {
+			continue
+		}
+		select {
+		case out <- b:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		b = docBatch{}
+	}
+	if err := cur.Err(); err != nil {
+		return err
+	}
+	if len(b.docs) > 0 {
+		select {
+		case out <- b:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // schema returns the collection's schema, registered in the schema topic.
