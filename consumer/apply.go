@@ -26,9 +26,18 @@ import (
 func (c *Consumer) applyRecords(ctx context.Context, recs []*kgo.Record) (int, error) {
 	changes := make([]change, 0, len(recs))
 	var poison []deadLetter
+	var fences []fenceAt
 	for _, r := range recs {
 		if r.Attrs.IsControl() || r.Value == nil {
 			continue // transaction markers; compaction tombstones follow a delete and carry nothing
+		}
+		if f, ok, err := schemas.ParseFence(r); ok {
+			if err != nil {
+				poison = append(poison, deadLetter{rec: r, err: fmt.Errorf("%w: %w", ErrPoison, err)})
+			} else {
+				fences = append(fences, fenceAt{fence: f, topic: r.Topic, partition: r.Partition})
+			}
+			continue
 		}
 		var ch change
 		err := c.retry(ctx, "reading the schema topic", func() error {
@@ -48,6 +57,22 @@ func (c *Consumer) applyRecords(ctx context.Context, recs []*kgo.Record) (int, e
 	written, bad, err := c.applyIsolating(ctx, collapse(changes))
 	if err != nil {
 		return 0, err
+	}
+	// A fence follows every snapshot row of its partition: the rows before
+	// it in this batch are applied now, so it may be passed.
+	for _, f := range fences {
+		var marked int64
+		if err := c.retry(ctx, "applying a snapshot fence", func() error {
+			var err error
+			marked, err = c.applier.applyFence(ctx, f)
+			return err
+		}, retryable); err != nil {
+			return 0, err
+		}
+		if marked > 0 {
+			c.log.Info("snapshot fence passed: rows the snapshot did not see are marked deleted",
+				"table", f.fence.Table, "run", f.fence.Run, "rows", marked)
+		}
 	}
 	poison = append(poison, bad...)
 	if len(poison) == 0 {

@@ -24,7 +24,6 @@ const (
 	codeChangeStreamHistoryLost = 286
 	codeCappedPositionLost      = 136
 	codeInvalidResumeToken      = 260
-	codeNamespaceNotFound       = 26
 )
 
 // historyLost reports whether err says the stream cannot resume where asked.

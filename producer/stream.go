@@ -114,15 +114,7 @@ func (s *stream) enablePreImages(ctx context.Context) {
 		if c == nil || c.Tenant.Field == "" {
 			continue
 		}
-		on := bson.D{{Key: "enabled", Value: true}}
-		db := s.p.mongo.Database(ns.Database)
-		err := db.RunCommand(ctx, bson.D{{Key: "collMod", Value: ns.Collection}, {Key: "changeStreamPreAndPostImages", Value: on}}).Err()
-		var se mongo.ServerError
-		if errors.As(err, &se) && se.HasErrorCode(codeNamespaceNotFound) {
-			// Not created yet: create it with pre-images on, so its first
-			// deletes already carry them.
-			err = db.RunCommand(ctx, bson.D{{Key: "create", Value: ns.Collection}, {Key: "changeStreamPreAndPostImages", Value: on}}).Err()
-		}
+		err := source.EnablePreImages(ctx, s.p.mongo, ns.Database, ns.Collection)
 		if err != nil && !s.warned["preimages"+ns.String()] {
 			s.warned["preimages"+ns.String()] = true
 			s.p.log.Warn("could not enable pre-images; deletes need them to find their tenant",

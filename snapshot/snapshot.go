@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
@@ -101,7 +102,7 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 		planner, err = topic.NewClient(ctx, s.topics, s.log,
 			kgo.TransactionalID(fmt.Sprintf("%s-snapshot-%s-plan", s.topics.Prefix, s.cfg.WorkerID)),
 			kgo.TransactionTimeout(s.cfg.TxnTimeout),
-			kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+			kgo.RecordPartitioner(schemas.FencePartitioner(kgo.RoundRobinPartitioner())))
 		if err != nil {
 			return nil, err
 		}
@@ -149,7 +150,8 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 	}
 	if s.cfg.Restart || st.Run == 0 {
 		run := st.Run + 1
-		start, err := source.ClusterTime(ctx, s.mongo)
+		s.enablePreImages(ctx)
+		start, err := source.ClusterTimeAfter(ctx, s.mongo, time.Now())
 		if err != nil {
 			return fmt.Errorf("starting snapshot run %d: %w", run, err)
 		}
@@ -214,6 +216,65 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 	return err
 }
 
+// fences returns the fence records of a complete run: one per partition of
+// every records topic of the run, after every record of the run. A sink that
+// has read them all marks deleted the rows the run did not see (see
+// schemas.Fence).
+func (s *Snapshot) fences(ctx context.Context, cl *kgo.Client, st *State) ([]*kgo.Record, error) {
+	if st.StartVersion == 0 {
+		return nil, nil // a run recorded without its start: nothing to fence with
+	}
+	var out []*kgo.Record
+	for ns, p := range st.Plans {
+		n, err := schemas.ParseNamespace(ns)
+		if err != nil {
+			return nil, err
+		}
+		c := s.mapping.Lookup(n)
+		if c == nil {
+			continue
+		}
+		td, err := kadm.NewClient(cl).ListTopics(ctx, p.Topic)
+		if err == nil {
+			err = td.Error()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading the partitions of %s: %w", p.Topic, err)
+		}
+		t := c.TargetTable()
+		f := schemas.Fence{Source: ns, Table: t.Name, Version: st.StartVersion, Run: st.Run}
+		for _, ch := range t.All()[1:] {
+			f.Children = append(f.Children, ch.Name)
+		}
+		recs, err := schemas.FenceRecords(p.Topic, len(td[p.Topic].Partitions), f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, recs...)
+	}
+	return out, nil
+}
+
+// enablePreImages turns on pre-images for the collections whose tenant is a
+// document field, before the run's start is taken: every delete after the
+// start then carries its document, whose tenant the change-stream producer
+// needs. Without the privilege it warns; the producer reports such deletes.
+func (s *Snapshot) enablePreImages(ctx context.Context) {
+	nss, err := s.mapping.Namespaces(ctx, s.mongo, nil)
+	if err != nil {
+		s.log.Warn("could not list the mapped collections to enable pre-images", "err", err)
+		return
+	}
+	for _, ns := range nss {
+		if c := s.mapping.Lookup(ns); c == nil || c.Tenant.Field == "" {
+			continue
+		}
+		if err := source.EnablePreImages(ctx, s.mongo, ns.Database, ns.Collection); err != nil {
+			s.log.Warn("could not enable pre-images; deletes need them to find their tenant", "err", err)
+		}
+	}
+}
+
 // transact writes recs in one transaction of the transactional client cl.
 func transact(ctx context.Context, cl *kgo.Client, recs ...*kgo.Record) error {
 	if err := cl.BeginTransaction(); err != nil {
@@ -270,7 +331,12 @@ func (s *Snapshot) watch(ctx context.Context, f *follower, planner *kgo.Client, 
 		if st.Run > 0 && st.AllDone() && (planner == nil || s.allPlanned(st)) {
 			if planner != nil && st.Complete.IsZero() {
 				b, _ := jsonMarshal(completeRecord{Run: st.Run, At: time.Now().UTC()})
-				if err := transact(ctx, planner, &kgo.Record{Topic: s.topics.State(), Key: completeKey(st.Run), Value: b}); err != nil {
+				fences, err := s.fences(ctx, planner, st)
+				if err != nil {
+					return nil, err
+				}
+				recs := append([]*kgo.Record{{Topic: s.topics.State(), Key: completeKey(st.Run), Value: b}}, fences...)
+				if err := transact(ctx, planner, recs...); err != nil {
 					return nil, fmt.Errorf("recording the completion of run %d: %w", st.Run, err)
 				}
 				run := st.Run

@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -98,4 +99,43 @@ func ClusterTime(ctx context.Context, cl *mongo.Client) (bson.Timestamp, error) 
 		}
 	}
 	return bson.Timestamp{T: uint32(before.Unix())}, nil
+}
+
+// ClusterTimeAfter returns a cluster time no earlier than the moment after:
+// on a deployment that reports cluster times, the current one; on one that
+// does not, the wall-clock second is taken once it has passed after, so
+// that what was done before after (enabling pre-images, say) precedes it.
+func ClusterTimeAfter(ctx context.Context, cl *mongo.Client, after time.Time) (bson.Timestamp, error) {
+	for {
+		ts, err := ClusterTime(ctx, cl)
+		if err != nil || ts.I != 0 || int64(ts.T) > after.Unix() {
+			return ts, err
+		}
+		select {
+		case <-time.After(time.Until(time.Unix(after.Unix()+1, 0))):
+		case <-ctx.Done():
+			return bson.Timestamp{}, ctx.Err()
+		}
+	}
+}
+
+// MongoDB's code for a namespace that does not exist.
+const codeNamespaceNotFound = 26
+
+// EnablePreImages turns on change-stream pre-images for a collection
+// (MongoDB 6.0+, collMod privilege), creating the collection with them if it
+// does not exist yet. A delete event names its document by _id only; its
+// pre-image tells the document's tenant. It is idempotent.
+func EnablePreImages(ctx context.Context, cl *mongo.Client, database, collection string) error {
+	on := bson.D{{Key: "enabled", Value: true}}
+	db := cl.Database(database)
+	err := db.RunCommand(ctx, bson.D{{Key: "collMod", Value: collection}, {Key: "changeStreamPreAndPostImages", Value: on}}).Err()
+	var se mongo.ServerError
+	if errors.As(err, &se) && se.HasErrorCode(codeNamespaceNotFound) {
+		err = db.RunCommand(ctx, bson.D{{Key: "create", Value: collection}, {Key: "changeStreamPreAndPostImages", Value: on}}).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("enabling pre-images on %s.%s: %w", database, collection, err)
+	}
+	return nil
 }

@@ -202,7 +202,7 @@ func readTopic(ctx context.Context, t *testing.T, tcfg topic.Config, name string
 			t.Fatalf("reading %s: %v", name, err)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() {
+			if _, fence, _ := schemas.ParseFence(r); !r.Attrs.IsControl() && !fence {
 				out = append(out, r)
 			}
 			if r.Offset+1 >= want[r.Partition] {

@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/docshift/docshift/monitor"
 	"github.com/docshift/docshift/producer"
@@ -50,6 +51,25 @@ func runProduce(ctx context.Context, args []string, e *env) error {
 	p, err := producer.New(pcfg, m, mc, kc, tcfg, e.log, mon.Registry)
 	if err != nil {
 		return err
+	}
+	// A stream with no checkpoint starts where the snapshot started, so no
+	// change the snapshot's chunks could have missed is missed: the
+	// producer may start before, during or after the snapshot.
+	p.StartAt = func(ctx context.Context) (bson.Timestamp, bool, error) {
+		if err := topic.EnsureState(ctx, kc, tcfg); err != nil { // no snapshot yet: an empty state
+			return bson.Timestamp{}, false, err
+		}
+		st, err := snapshot.ReadState(ctx, tcfg, e.log)
+		if err != nil || st.Run == 0 {
+			return bson.Timestamp{}, false, err
+		}
+		v := st.StartVersion
+		for _, d := range st.Done { // runs recorded without a start: the earliest chunk
+			if v == 0 || d.Version < v {
+				v = d.Version
+			}
+		}
+		return schemas.TimestampOf(v), v != 0, nil
 	}
 	// A lost history is repaired by snapshotting the stream's collections
 	// again, in a new snapshot run of this process.

@@ -39,7 +39,10 @@ type liveRig struct {
 	table   string
 	mapping string // file
 
+	producerExit chan string // the stderr of an in-process producer that stopped
+
 	mu      sync.Mutex
+	markers int
 	nextID  int
 	live    []int // ids that exist
 	changes int   // writes that changed a document
@@ -61,7 +64,7 @@ func newLiveRig(t *testing.T) *liveRig {
 	tcfg, _ := services.Kafka(t)
 	pcfg, pool := services.Postgres(t)
 	name := services.Unique(t)
-	r := &liveRig{t: t, mc: mc, coll: mc.Database(name).Collection("orders"), pool: pool, tcfg: tcfg,
+	r := &liveRig{t: t, producerExit: make(chan string, 1), mc: mc, coll: mc.Database(name).Collection("orders"), pool: pool, tcfg: tcfg,
 		pgURL: pcfg.URL, mcURI: mcfg.URI, table: name + "_orders", mapping: filepath.Join(t.TempDir(), "mapping.yaml")}
 	if err := os.WriteFile(r.mapping, fmt.Appendf(nil, liveMapping, name, r.table), 0o644); err != nil {
 		t.Fatal(err)
@@ -157,7 +160,7 @@ func (r *liveRig) write(ctx context.Context, n int, seed uint64) error {
 			r.changes++
 		}
 		r.mu.Unlock()
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			return fmt.Errorf("write %d: %w", op, err)
 		}
 	}
@@ -326,6 +329,24 @@ func (r *liveRig) producerRecords(ctx context.Context) int {
 	return n
 }
 
+// startProducer runs `docshift produce` in-process until the returned stop
+// is called; if it stops by itself, waitCaughtUp reports its stderr.
+func (r *liveRig) startProducer(ctx context.Context, extra ...string) (stop func()) {
+	pctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		code, _, stderr := docshift(pctx, r.t, append(append([]string{"produce", "--mapping", r.mapping, "--mongo-uri", r.mcURI, "--monitor-addr", ""}, r.kafkaFlags()...), extra...)...)
+		if pctx.Err() == nil {
+			select {
+			case r.producerExit <- fmt.Sprintf("exited %d: %s", code, stderr):
+			default:
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
 // TestProduceDuringSnapshot: the producer follows the collection from before
 // a snapshot that runs while a writer makes thousands of changes; the target
 // ends equal to the source, and every change is published exactly once.
@@ -356,8 +377,7 @@ func TestProduceDuringSnapshot(t *testing.T) {
 	var werr error
 	wg.Add(1)
 	go func() { defer wg.Done(); werr = r.write(ctx, changes, 3) }()
-	code, _, stderr := docshift(ctx, t, append([]string{"snapshot", "--mapping", r.mapping, "--mongo-uri", r.mcURI, "--chunk-docs", "500"}, r.kafkaFlags()...)...)
-	if code != 0 {
+	if code, _, stderr := docshift(ctx, t, append([]string{"snapshot", "--mapping", r.mapping, "--mongo-uri", r.mcURI, "--chunk-docs", "500"}, r.kafkaFlags()...)...); code != 0 {
 		t.Fatalf("snapshot exited %d: %s", code, stderr)
 	}
 	wg.Wait()
@@ -377,6 +397,10 @@ func TestProduceDuringSnapshot(t *testing.T) {
 	if n := r.producerRecords(ctx); n > events || n < events-skippable {
 		t.Fatalf("%d change records published; the collection's change stream had %d events, %d of them updates of documents deleted since",
 			n, events, skippable)
+	}
+	code, stdout, stderr := docshift(ctx, t, append([]string{"status"}, r.kafkaFlags()...)...)
+	if code != 0 || !strings.Contains(stdout, "snapshot complete") || !strings.Contains(stdout, "collection:"+r.coll.Database().Name()+".orders") {
+		t.Fatalf("status exited %d:\n%s%s", code, stdout, stderr)
 	}
 	t.Logf("%d changes during and after a snapshot of 3000 documents: target equals source", r.changes)
 }
@@ -453,17 +477,19 @@ func (r *liveRig) watch(ctx context.Context) *witness {
 // marker is then published.
 func (r *liveRig) waitCaughtUp(ctx context.Context, w *witness) {
 	r.t.Helper()
-	if _, err := r.coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "marker"}, {Key: "tenant_id", Value: "tenant-0"}}); err != nil {
-		r.t.Fatal(err)
-	}
 	r.mu.Lock()
+	r.markers++
+	marker := "marker-" + strconv.Itoa(r.markers)
 	r.changes++
 	r.mu.Unlock()
+	if _, err := r.coll.InsertOne(ctx, bson.D{{Key: "_id", Value: marker}, {Key: "tenant_id", Value: "tenant-0"}}); err != nil {
+		r.t.Fatal(err)
+	}
 	deadline := time.Now().Add(2 * time.Minute)
-	var marker bson.Timestamp
-	for marker.T == 0 && time.Now().Before(deadline) {
+	var markerTS bson.Timestamp
+	for markerTS.T == 0 && time.Now().Before(deadline) {
 		w.mu.Lock()
-		marker = w.seen[`"marker"`]
+		markerTS = w.seen[`"`+marker+`"`]
 		werr := w.err
 		w.mu.Unlock()
 		if werr != nil {
@@ -478,13 +504,17 @@ func (r *liveRig) waitCaughtUp(ctx context.Context, w *witness) {
 			for _, cp := range cps {
 				at = cp.ClusterTime
 			}
-			if marker.T != 0 && at >= schemas.Version(marker) {
+			if markerTS.T != 0 && at >= schemas.Version(markerTS) {
 				return
 			}
 		}
-		time.Sleep(200 * time.Millisecond)
+		select {
+		case stderr := <-r.producerExit:
+			r.t.Fatalf("the producer stopped: %s", stderr)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	r.t.Fatalf("the producer's checkpoint is at %v, the marker at %v", schemas.TimestampOf(at), marker)
+	r.t.Fatalf("the producer's checkpoint is at %v, the marker at %v", schemas.TimestampOf(at), markerTS)
 }
 
 // TestProduceThroughSchemaRegistry: with --schema-registry, the producer
@@ -533,4 +563,92 @@ func TestProduceThroughSchemaRegistry(t *testing.T) {
 			t.Fatalf("target differs:\n%s", d)
 		}
 	}
+}
+
+// TestProduceStartsAfterSnapshot: the producer is started only after a
+// snapshot finished, while a writer changes documents all along; it starts
+// its stream where the snapshot started, so nothing in between is lost.
+func TestProduceStartsAfterSnapshot(t *testing.T) {
+	r := newLiveRig(t)
+	ctx := services.Context(t, 5*time.Minute)
+	r.seed(ctx, 2000)
+	time.Sleep(1100 * time.Millisecond)
+
+	var wg sync.WaitGroup
+	var werr error
+	wctx, stopWriter := context.WithCancel(ctx)
+	wg.Add(1)
+	go func() { defer wg.Done(); werr = r.write(wctx, 1<<30, 13) }()
+	code, _, stderr := docshift(ctx, t, append([]string{"snapshot", "--mapping", r.mapping, "--mongo-uri", r.mcURI, "--chunk-docs", "300"}, r.kafkaFlags()...)...)
+	if code != 0 {
+		t.Fatalf("snapshot exited %d: %s", code, stderr)
+	}
+	time.Sleep(500 * time.Millisecond) // changes after the snapshot, before the producer
+	stopProducer := r.startProducer(ctx)
+	r.waitStreamStarted(ctx)
+	w := r.watch(ctx) // from here on the witness sees the changes
+	time.Sleep(500 * time.Millisecond)
+	stopWriter()
+	wg.Wait()
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	r.waitCaughtUp(ctx, w)
+	stopProducer()
+	r.converge(ctx, r.tcfg.Prefix+"-sink")
+	t.Logf("%d changes before, during and after a snapshot, the producer started after it: target equals source", r.changes)
+}
+
+// TestProduceHistoryLost: the producer's saved resume token leaves the oplog
+// while it is down. Restarted, it stops with an error that says so and what
+// to do; with --on-history-lost=resnapshot it starts the stream anew,
+// snapshots the collection again, and the target ends equal to the source.
+func TestProduceHistoryLost(t *testing.T) {
+	r := newLiveRig(t)
+	ctx := services.Context(t, 5*time.Minute)
+	r.seed(ctx, 500)
+	time.Sleep(1100 * time.Millisecond)
+	produce := func(ctx context.Context, extra ...string) (int, string) {
+		code, _, stderr := docshift(ctx, t, append(append([]string{"produce", "--mapping", r.mapping, "--mongo-uri", r.mcURI, "--monitor-addr", ""}, r.kafkaFlags()...), extra...)...)
+		return code, stderr
+	}
+	code, _, stderr := docshift(ctx, t, append([]string{"snapshot", "--mapping", r.mapping, "--mongo-uri", r.mcURI}, r.kafkaFlags()...)...)
+	if code != 0 {
+		t.Fatalf("snapshot exited %d: %s", code, stderr)
+	}
+	pctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { produce(pctx); close(done) }()
+	r.waitStreamStarted(ctx)
+	w := r.watch(ctx)
+	if err := r.write(ctx, 300, 21); err != nil {
+		t.Fatal(err)
+	}
+	r.waitCaughtUp(ctx, w)
+	stop()
+	<-done
+
+	// While the producer is down: more changes, then the oplog rolls over.
+	if err := r.write(ctx, 300, 22); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.mc.Database("admin").RunCommand(ctx, bson.D{{Key: "docshiftTruncateOplog", Value: 1}}).Err(); err != nil {
+		t.Fatalf("truncating the test server's oplog: %v", err)
+	}
+	code, stderr = produce(ctx)
+	if code != 1 || !strings.Contains(stderr, "history lost") || !strings.Contains(stderr, "--on-history-lost=resnapshot") {
+		t.Fatalf("producer with a lost history exited %d: %s", code, stderr)
+	}
+
+	pctx, stop = context.WithCancel(ctx)
+	done = make(chan struct{})
+	go func() { produce(pctx, "--on-history-lost=resnapshot"); close(done) }()
+	w = r.watch(ctx)
+	if err := r.write(ctx, 300, 23); err != nil {
+		t.Fatal(err)
+	}
+	r.waitCaughtUp(ctx, w)
+	stop()
+	<-done
+	r.converge(ctx, r.tcfg.Prefix+"-sink")
 }
