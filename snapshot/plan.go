@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -25,9 +26,9 @@ type Plan struct {
 
 // plan splits a collection into chunks of about cfg.ChunkDocs documents and
 // at most about cfg.ChunkBytes bytes. A collection that fits one chunk gets
-// one chunk without a filter. A larger one is sampled with $sample, the
-// sample sorted by the server in BSON order, and every k-th sampled _id
-// becomes a boundary; the type brackets its _ids use are found with one
+// one chunk without a filter. A larger one is sampled (by a scan of its _ids
+// up to scanSampleMax documents, with $sample beyond), the sample sorted in
+// BSON order, and every k-th sampled _id becomes a boundary; the type brackets its _ids use are found with one
 // indexed probe per bracket, so _ids of a type the sample missed still
 // belong to a chunk.
 func plan(ctx context.Context, coll *mongo.Collection, ns string, cfg Config) (count, size int64, chunks []Chunk, err error) {
@@ -47,16 +48,43 @@ func plan(ctx context.Context, coll *mongo.Collection, ns string, cfg Config) (c
 	}
 	present := make([]bool, len(brackets))
 	types := make([][]int32, len(brackets))
-	for i, b := range brackets {
-		if present[i], types[i], err = probe(ctx, coll, b); err != nil {
-			return 0, 0, nil, fmt.Errorf("planning %s: probing _ids of type %s: %w", ns, b.name, err)
-		}
-	}
 	n := (count + perChunk - 1) / perChunk
 	sampleSize := min(count, n*int64(cfg.SamplesPerChunk))
-	samples, err := sampleIDs(ctx, coll, sampleSize)
-	if err != nil {
-		return 0, 0, nil, fmt.Errorf("planning %s: %w", ns, err)
+	var samples []bson.RawValue
+	if count <= scanSampleMax {
+		// The scan sees every _id, so it tells which type brackets occur;
+		// only brackets of several types are probed, for the $type codes the
+		// server knows.
+		var seen map[bson.Type]bool
+		if samples, seen, err = scanSampleIDs(ctx, coll, sampleSize); err != nil {
+			return 0, 0, nil, fmt.Errorf("planning %s: %w", ns, err)
+		}
+		for t := range seen {
+			if i := bracketIndex(t); i >= 0 {
+				present[i] = true
+			}
+		}
+		for i, b := range brackets {
+			if present[i] && len(b.types) > 1 {
+				if _, types[i], err = probe(ctx, coll, b); err != nil {
+					return 0, 0, nil, fmt.Errorf("planning %s: probing _ids of type %s: %w", ns, b.name, err)
+				}
+			}
+		}
+	} else {
+		for i, b := range brackets {
+			if present[i], types[i], err = probe(ctx, coll, b); err != nil {
+				return 0, 0, nil, fmt.Errorf("planning %s: probing _ids of type %s: %w", ns, b.name, err)
+			}
+		}
+		if samples, err = sampleIDs(ctx, coll, sampleSize); err != nil {
+			// $sample can fail where a scan cannot (mongo-java-server's
+			// random sort sometimes does): fall back to the scan.
+			samples, _, err = scanSampleIDs(ctx, coll, sampleSize)
+		}
+		if err != nil {
+			return 0, 0, nil, fmt.Errorf("planning %s: %w", ns, err)
+		}
 	}
 	every := max(1, len(samples)/int(n))
 	return count, size, splitPoints(ns, present, types, samples, every), nil
@@ -121,6 +149,52 @@ func number(v bson.RawValue) int64 {
 		return int64(f)
 	}
 	return 0
+}
+
+// scanSampleMax is the largest collection sampled by scanning its _ids: a
+// scan of the _id index is cheap next to reading the collection, and its
+// reservoir sample is exactly uniform, so chunks come out even.
+const scanSampleMax = 2_000_000
+
+// scanSampleIDs reads every _id (only the _id) and keeps a uniform random
+// sample of n of them (reservoir sampling: memory bounded by n), sorted in
+// BSON order.
+func scanSampleIDs(ctx context.Context, coll *mongo.Collection, n int64) ([]bson.RawValue, map[bson.Type]bool, error) {
+	cur, err := coll.Find(ctx, bson.D{}, options.Find().
+		SetProjection(bson.D{{Key: "_id", Value: 1}}).SetBatchSize(10000))
+	if err != nil {
+		return nil, nil, fmt.Errorf("scanning _ids: %w", err)
+	}
+	defer cur.Close(context.WithoutCancel(ctx))
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5eed))
+	out := make([]bson.RawValue, 0, n)
+	var seen int64
+	types := map[bson.Type]bool{}
+	for cur.Next(ctx) {
+		v, err := cur.Current.LookupErr("_id")
+		if err != nil {
+			return nil, nil, fmt.Errorf("scanning _ids: a document has no _id")
+		}
+		seen++
+		types[v.Type] = true
+		slot := int64(len(out))
+		if slot >= n {
+			if slot = rng.Int64N(seen); slot >= n {
+				continue
+			}
+		}
+		id := bson.RawValue{Type: v.Type, Value: append([]byte(nil), v.Value...)}
+		if slot == int64(len(out)) {
+			out = append(out, id)
+		} else {
+			out[slot] = id
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return nil, nil, fmt.Errorf("scanning _ids: %w", err)
+	}
+	slices.SortStableFunc(out, compareValues)
+	return out, types, nil
 }
 
 // sampleIDs returns n random _ids sorted in BSON order (sorted here: a
