@@ -173,6 +173,22 @@ func (r *groupRig) start(ctx context.Context, name string, extra ...string) *ins
 
 // stop sends SIGTERM and waits: the process finishes its batches, commits
 // and exits with 130 (interrupted).
+// waitAssigned waits until the instance owns at least one partition.
+func (in *instance) waitAssigned(t *testing.T, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(in.log)
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, `msg="partitions assigned"`) && !strings.Contains(line, "partitions=map[]") {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s was assigned no partition within %s", in.name, within)
+}
+
 func (in *instance) stop(t *testing.T) {
 	t.Helper()
 	if err := in.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -262,6 +278,7 @@ func TestConsumeGroupScaleOut(t *testing.T) {
 			a.stop(t)
 		case 15:
 			d = r.start(ctx, "inst-d")
+			d.waitAssigned(t, time.Minute) // the rest of the load is then shared with it
 		}
 		time.Sleep(150 * time.Millisecond)
 	}
