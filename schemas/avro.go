@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"time"
 
 	"github.com/linkedin/goavro/v2"
@@ -369,6 +370,7 @@ type rowEncoder struct {
 type columnEncoder struct {
 	field string
 	kind  avroKind
+	scale int // kindDecimal: the column's scale
 }
 
 type childEncoder struct {
@@ -388,7 +390,7 @@ const (
 	kindBoolean
 	kindTimestampMicros
 	kindBytes
-	kindDecimal // left to goavro
+	kindDecimal // bytes: two's-complement big-endian unscaled value
 )
 
 func kindOf(t SQLType) avroKind {
@@ -414,12 +416,39 @@ func kindOf(t SQLType) avroKind {
 func newRowEncoder(t Table) *rowEncoder {
 	r := &rowEncoder{}
 	for _, c := range t.DataColumns() {
-		r.columns = append(r.columns, columnEncoder{field: c.Field, kind: kindOf(c.Type)})
+		_, scale, _ := c.Type.decimal()
+		r.columns = append(r.columns, columnEncoder{field: c.Field, kind: kindOf(c.Type), scale: scale})
 	}
 	for _, ch := range t.Children {
 		r.children = append(r.children, childEncoder{field: ch.Field, rows: newRowEncoder(ch)})
 	}
 	return r
+}
+
+// decimalBytes is the Avro decimal form of r at scale: the unscaled value
+// r·10^scale (which must be an integer) in two's-complement big-endian, in
+// as few bytes as hold its sign.
+func decimalBytes(r *big.Rat, scale int) ([]byte, bool) {
+	n := new(big.Int).Mul(r.Num(), new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(scale)), nil))
+	q, rem := new(big.Int).QuoRem(n, r.Denom(), new(big.Int))
+	if rem.Sign() != 0 {
+		return nil, false
+	}
+	if q.Sign() >= 0 {
+		b := q.Bytes()
+		if len(b) == 0 || b[0]&0x80 != 0 {
+			b = append([]byte{0}, b...)
+		}
+		return b, true
+	}
+	// Negative: 2^(8k) + q in k bytes, k the fewest that keep the sign bit.
+	k := (new(big.Int).Sub(new(big.Int).Neg(q), big.NewInt(1)).BitLen() + 8) / 8
+	mod := new(big.Int).Lsh(big.NewInt(1), uint(8*k))
+	b := new(big.Int).Add(mod, q).Bytes()
+	for len(b) < k {
+		b = append([]byte{0xff}, b...)
+	}
+	return b, true
 }
 
 // append writes row as nativeRow lays it out for goavro: a missing or nil
@@ -471,6 +500,17 @@ func (r *rowEncoder) append(buf []byte, row map[string]any) ([]byte, bool) {
 			buf = avroLong(buf, t.Unix()*1e6+int64(t.Nanosecond()/1e3))
 		case kindBytes:
 			b, ok := v.([]byte)
+			if !ok {
+				return buf, false
+			}
+			buf = avroLong(buf, int64(len(b)))
+			buf = append(buf, b...)
+		case kindDecimal:
+			r, ok := v.(*big.Rat)
+			if !ok {
+				return buf, false
+			}
+			b, ok := decimalBytes(r, c.scale)
 			if !ok {
 				return buf, false
 			}

@@ -306,7 +306,8 @@ func TestLargeDocument(t *testing.T) {
 }
 
 // FuzzNormalize feeds arbitrary bytes as a BSON document: normalization never
-// panics, and a row it returns always encodes with the table's schema.
+// panics, and a row it returns always encodes with the table's schema and
+// decodes back to itself.
 func FuzzNormalize(f *testing.F) {
 	for _, d := range readCorpusF(f) {
 		f.Add([]byte(d))
@@ -325,8 +326,16 @@ func FuzzNormalize(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := s.Encode(nil, &Envelope{Op: OpRead, Tenant: d.Tenant, ID: d.ID, Row: d.Row}); err != nil {
+		out, err := s.Encode(nil, &Envelope{Op: OpRead, Tenant: d.Tenant, ID: d.ID, Row: d.Row})
+		if err != nil {
 			t.Fatalf("normalized row does not encode: %v", err)
+		}
+		e, err := s.Decode(out)
+		if err != nil {
+			t.Fatalf("encoded row does not decode: %v", err)
+		}
+		if got, want := fmt.Sprint(goldenValue(e.Row)), fmt.Sprint(goldenValue(fill(s.Table, d.Row))); got != want {
+			t.Fatalf("row does not survive Avro:\n got  %s\n want %s", got, want)
 		}
 	})
 }
