@@ -75,6 +75,9 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 	if err := topic.EnsureSnapshotTasks(ctx, admin, s.topics, s.cfg.TaskPartitions); err != nil {
 		return nil, err
 	}
+	if err := topic.EnsureDLQ(ctx, admin, s.topics); err != nil {
+		return nil, err
+	}
 
 	f, err := newFollower(ctx, s.topics, s.log)
 	if err != nil {
@@ -95,7 +98,8 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 	}
 	sh := &shared{cfg: s.cfg, mapping: s.mapping, mongo: s.mongo, topics: s.topics,
 		registry: registry, follower: f, metrics: m, log: s.log,
-		schemas: map[string]*schemas.Schema{}}
+		conflicts: schemas.NewConflictReporter(s.log, s.reg),
+		schemas:   map[string]*schemas.Schema{}}
 
 	var planner *kgo.Client
 	if !s.cfg.WorkerOnly {

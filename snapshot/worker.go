@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,6 +43,9 @@ type shared struct {
 	follower *follower
 	metrics  *metrics
 	log      *slog.Logger
+	// conflicts counts values that did not fit their columns and logs the
+	// first of each kind once.
+	conflicts *schemas.ConflictReporter
 	// schemas by namespace, registered once per process.
 	mu      sync.Mutex
 	schemas map[string]*schemas.Schema
@@ -268,7 +272,16 @@ func (w *worker) read(ctx context.Context, t task) (Done, error) {
 			if err != nil {
 				return d, fmt.Errorf("chunk %s: %w", id, err)
 			}
-			conflicts += int64(len(doc.Conflicts))
+			if len(doc.Conflicts) > 0 {
+				conflicts += int64(len(doc.Conflicts))
+				w.sh.conflicts.Report(doc)
+				if c.OnConflict == schemas.ConflictDLQ {
+					// The row goes on without the values that did not fit;
+					// the document goes to the dead-letter topic, in the
+					// chunk's transaction.
+					w.sess.Produce(ctx, deadLetter(w.sh.topics.DLQ(), ns, raw, doc), promise)
+				}
+			}
 			env := schemas.Envelope{Op: schemas.OpRead, Version: d.Version, Tenant: doc.Tenant, ID: doc.ID, Row: doc.Row, Source: src}
 			if buf, err = schema.Encode(buf[:0], &env); err != nil {
 				return d, fmt.Errorf("chunk %s: %w", id, err)
@@ -297,12 +310,28 @@ func (w *worker) read(ctx context.Context, t task) (Done, error) {
 		return d, fmt.Errorf("chunk %s: %w", id, err)
 	}
 	if conflicts > 0 {
-		w.sh.log.Warn("values did not fit their columns and were kept in _extra",
-			"collection", t.Chunk.Namespace, "chunk", id, "count", conflicts)
+		w.sh.log.Debug("values did not fit their columns", "collection", t.Chunk.Namespace, "chunk", id, "count", conflicts)
 	}
 	d.Elapsed = time.Since(start).Seconds()
 	d.At = time.Now().UTC()
 	return d, nil
+}
+
+// deadLetter is the dead-letter record of a document whose values did not
+// all fit their columns (with on_conflict: dlq): the document as canonical
+// Extended JSON, the reason in headers.
+func deadLetter(dlq string, ns schemas.Namespace, raw bson.Raw, doc *schemas.Document) *kgo.Record {
+	value, _ := schemas.ExtJSON(bson.RawValue{Type: bson.TypeEmbeddedDocument, Value: raw}, true)
+	var reasons []string
+	for _, c := range doc.Conflicts {
+		reasons = append(reasons, c.String())
+	}
+	return &kgo.Record{Topic: dlq, Key: []byte(ns.String() + "/" + doc.ID), Value: []byte(value),
+		Headers: []kgo.RecordHeader{
+			{Key: "error", Value: []byte("values do not fit their columns: " + strings.Join(reasons, "; "))},
+			{Key: "source", Value: []byte(ns.String())},
+			{Key: "op", Value: []byte("r")},
+		}}
 }
 
 // docBatch is one batch of a chunk's documents, copied out of the cursor
