@@ -3,6 +3,7 @@ package producer
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -128,31 +129,27 @@ func BenchmarkProduce(b *testing.B) {
 	st.ctx = ctx
 	st.cp = &Checkpoint{Stream: st.id}
 
-	b.ResetTimer()
-	start := time.Now()
+	// The records of the first batches, for the raw run below.
 	var recs []*kgo.Record
-	batch := make([]*event, 0, cfg.MaxBatch)
-	for i, raw := range events {
+	for _, raw := range events[:min(n, 3*cfg.MaxBatch)] {
 		e, err := parseEvent(raw)
 		if err != nil {
 			b.Fatal(err)
 		}
-		batch = append(batch, e)
-		if len(batch) == cfg.MaxBatch || i == len(events)-1 {
-			if i < 3*cfg.MaxBatch { // keep the records of the first batches for the raw run
-				for _, e := range batch {
-					more, err := st.records(e)
-					if err != nil {
-						b.Fatal(err)
-					}
-					recs = append(recs, more...)
-				}
-			}
-			if err := st.publish(ctx, batch); err != nil {
-				b.Fatal(err)
-			}
-			batch = batch[:0]
+		more, err := st.records(e)
+		if err != nil {
+			b.Fatal(err)
 		}
+		recs = append(recs, more...)
+	}
+
+	b.ResetTimer()
+	start := time.Now()
+	if err := st.loop(ctx, &recorded{events: events}); !errors.Is(err, errRecordedEnd) {
+		b.Fatal(err)
+	}
+	if st.cp.Events != int64(n) {
+		b.Fatalf("committed %d events of %d", st.cp.Events, n)
 	}
 	ours := float64(n) / time.Since(start).Seconds()
 	b.StopTimer()
@@ -183,3 +180,31 @@ func BenchmarkProduce(b *testing.B) {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// recorded replays recorded change events as a change stream would return
+// them, then ends with errRecordedEnd.
+type recorded struct {
+	events []bson.Raw
+	next   int
+}
+
+var errRecordedEnd = errors.New("end of the recorded stream")
+
+func (r *recorded) TryNext(context.Context) bool {
+	if r.next >= len(r.events) {
+		return false
+	}
+	r.next++
+	return true
+}
+
+func (r *recorded) Event() bson.Raw { return r.events[r.next-1] }
+
+func (r *recorded) Err() error {
+	if r.next >= len(r.events) {
+		return errRecordedEnd
+	}
+	return nil
+}
+
+func (r *recorded) ResumeToken() bson.Raw { return nil }

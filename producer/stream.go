@@ -97,7 +97,7 @@ func (s *stream) run(ctx context.Context) (err error) {
 		return err
 	}
 	defer cs.Close(context.WithoutCancel(ctx))
-	return s.loop(ctx, cs)
+	return s.loop(ctx, changeStream{cs})
 }
 
 // enablePreImages turns on pre-images for the stream's collections whose
@@ -184,57 +184,131 @@ func (s *stream) classify(err error) error {
 	return err
 }
 
-// loop reads events and commits them in batches, with a checkpoint in each
-// transaction, and a checkpoint alone at least every heartbeat.
-func (s *stream) loop(ctx context.Context, cs *mongo.ChangeStream) error {
+// events is what loop reads: a change stream, or a recorded one.
+type events interface {
+	TryNext(ctx context.Context) bool
+	Event() bson.Raw
+	Err() error
+	ResumeToken() bson.Raw
+}
+
+// changeStream adapts a driver change stream to events.
+type changeStream struct{ *mongo.ChangeStream }
+
+func (c changeStream) Event() bson.Raw { return c.Current }
+
+// batch is a transaction's worth of work: records ready to produce, and the
+// checkpoint that follows them.
+type batch struct {
+	recs        []*kgo.Record
+	events      int
+	token       bson.Raw
+	clusterTime int64 // of the last event (0: unchanged)
+	invalidated bool
+	ops         map[string]int
+	lastEvent   bson.Timestamp
+}
+
+// loop reads events, turns them into records, and hands batches to a
+// committer that writes each in one transaction with its checkpoint: the
+// next batch is read and transformed while the previous one commits. A
+// checkpoint alone is committed at least every heartbeat. Whatever loop
+// returns, the committed checkpoints cover exactly the committed records.
+func (s *stream) loop(ctx context.Context, es events) error {
+	commits := make(chan batch, 1)
+	committed := make(chan error, 1)
+	go func() {
+		defer close(committed)
+		for b := range commits {
+			if err := s.commitBatch(ctx, b); err != nil {
+				committed <- err
+				for range commits { // drain: nothing after a failed batch may commit
+				}
+				return
+			}
+		}
+	}()
+	err := s.read(ctx, es, commits, committed)
+	close(commits)
+	if cerr, ok := <-committed; ok && cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// read is loop's reading side.
+func (s *stream) read(ctx context.Context, es events, commits chan<- batch, committed <-chan error) error {
 	cfg := s.p.cfg
-	var batch []*event
+	cur := batch{ops: map[string]int{}}
 	var first time.Time
 	lastCommit := time.Now()
+	lastToken := s.cp.Token
+	send := func(b batch) error {
+		select {
+		case commits <- b:
+			lastCommit = time.Now()
+			return nil
+		case err := <-committed:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	for {
-		got := cs.TryNext(ctx)
+		got := es.TryNext(ctx)
 		if got {
-			e, err := parseEvent(cs.Current)
+			e, err := parseEvent(es.Event())
 			if err != nil {
 				return err
 			}
-			if len(batch) == 0 {
+			recs, err := s.records(e)
+			if err != nil {
+				return err
+			}
+			if cur.events == 0 {
 				first = time.Now()
 			}
-			batch = append(batch, e)
+			cur.recs = append(cur.recs, recs...)
+			cur.events++
+			cur.ops[e.op]++
+			cur.token = e.token
+			if ct := schemas.Version(e.clusterTime); ct != 0 {
+				cur.clusterTime, cur.lastEvent = ct, e.clusterTime
+			}
 			if e.op == "invalidate" {
 				// The stream ends here (its collection was dropped or
 				// renamed): commit, then reopen after the invalidate.
-				if err := s.publish(ctx, batch); err != nil {
+				cur.invalidated = true
+				if err := send(cur); err != nil {
 					return err
 				}
 				return fmt.Errorf("stream %s was invalidated (collection dropped or renamed); reopening after it", s.id)
 			}
-			if len(batch) < cfg.MaxBatch && time.Since(first) < cfg.BatchWait {
+			if cur.events < cfg.MaxBatch && time.Since(first) < cfg.BatchWait {
 				continue
 			}
-		} else if err := cs.Err(); err != nil {
+		} else if err := es.Err(); err != nil {
 			return s.classify(err)
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		switch {
-		case len(batch) > 0:
-			if err := s.publish(ctx, batch); err != nil {
+		case cur.events > 0:
+			if err := send(cur); err != nil {
 				return err
 			}
-			batch = batch[:0]
-			lastCommit = time.Now()
+			lastToken = cur.token
+			cur = batch{ops: map[string]int{}}
 		case time.Since(lastCommit) >= cfg.Heartbeat:
 			// Quiet stream: checkpoint the server's latest resume token (the
 			// post-batch resume token moves on even with no events), so a
 			// restart does not start from an old point in the oplog.
-			tok := cs.ResumeToken()
-			if tok != nil && string(tok) != string(s.cp.Token) {
-				if err := s.commit(ctx, nil, 0, tok, s.cp.ClusterTime, false); err != nil {
+			if tok := es.ResumeToken(); tok != nil && string(tok) != string(lastToken) {
+				if err := send(batch{token: append(bson.Raw(nil), tok...)}); err != nil {
 					return err
 				}
+				lastToken = tok
 			}
 			s.p.metrics.checkpoint.WithLabelValues(s.id).Set(float64(time.Now().Unix()))
 			lastCommit = time.Now()
@@ -242,31 +316,20 @@ func (s *stream) loop(ctx context.Context, cs *mongo.ChangeStream) error {
 	}
 }
 
-// publish commits a batch of events and the checkpoint after its last one.
-func (s *stream) publish(ctx context.Context, batch []*event) error {
-	var recs []*kgo.Record
-	ops := map[string]int{}
-	for _, e := range batch {
-		more, err := s.records(e)
-		if err != nil {
-			return err
-		}
-		recs = append(recs, more...)
-		ops[e.op]++
-	}
-	last := batch[len(batch)-1]
-	ct := schemas.Version(last.clusterTime)
+// commitBatch commits one batch and counts it.
+func (s *stream) commitBatch(ctx context.Context, b batch) error {
+	ct := b.clusterTime
 	if ct == 0 {
 		ct = s.cp.ClusterTime
 	}
-	if err := s.commit(ctx, recs, len(batch), last.token, ct, last.op == "invalidate"); err != nil {
+	if err := s.commit(ctx, b.recs, b.events, b.token, ct, b.invalidated); err != nil {
 		return err
 	}
-	for op, n := range ops {
+	for op, n := range b.ops {
 		s.p.metrics.events.WithLabelValues(s.id, op).Add(float64(n))
 	}
-	if last.clusterTime.T != 0 {
-		s.p.metrics.lag.WithLabelValues(s.id).Set(time.Since(time.Unix(int64(last.clusterTime.T), 0)).Seconds())
+	if b.lastEvent.T != 0 {
+		s.p.metrics.lag.WithLabelValues(s.id).Set(time.Since(time.Unix(int64(b.lastEvent.T), 0)).Seconds())
 	}
 	return nil
 }
