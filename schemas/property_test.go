@@ -156,3 +156,62 @@ func TestHostileColumnNameIsQuoted(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRowLevelSecurity: with row_level_security, a role that is not the
+// table's owner sees only the rows of the tenant its session names.
+func TestRowLevelSecurity(t *testing.T) {
+	_, pool := services.Postgres(t)
+	ctx := context.Background()
+	name := services.Unique(t)
+	m, err := ParseMapping("m.yaml", []byte(fmt.Sprintf("collections:\n  - source: a.b\n    tenant: {field: t}\n    table: %s\n    row_level_security: true\n", name)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ddl := m.Collections[0].TargetTable().DDL()
+	for range 2 { // idempotent
+		for _, stmt := range ddl {
+			if _, err := pool.Exec(ctx, stmt); err != nil {
+				t.Fatalf("%s: %v", stmt, err)
+			}
+		}
+	}
+	table, role := QuoteIdent(name), QuoteIdent(name+"_reader")
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	for _, stmt := range []string{
+		"INSERT INTO " + table + " (_tenant, _id, _version) VALUES ('acme', '1', 1), ('acme', '2', 1), ('globex', '3', 1)",
+		"CREATE ROLE " + role,
+		"GRANT SELECT ON " + table + " TO " + role,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	defer pool.Exec(ctx, "DROP TABLE "+table+"; DROP ROLE "+role)
+	count := func(tenant string) int {
+		var n int
+		if _, err := conn.Exec(ctx, "SET ROLE "+role); err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Exec(ctx, "RESET ROLE")
+		if _, err := conn.Exec(ctx, "SELECT set_config($1, $2, false)", TenantSetting, tenant); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count("acme"); n != 2 {
+		t.Errorf("acme's session sees %d rows, want 2", n)
+	}
+	if n := count("globex"); n != 1 {
+		t.Errorf("globex's session sees %d rows, want 1", n)
+	}
+	if n := count(""); n != 0 {
+		t.Errorf("a session with no tenant sees %d rows, want 0", n)
+	}
+}

@@ -652,3 +652,54 @@ func TestProduceHistoryLost(t *testing.T) {
 	<-done
 	r.converge(ctx, r.tcfg.Prefix+"-sink")
 }
+
+// TestProduceOversizeEvent: an event too large for a Kafka record (a 15 MiB
+// binary field is 20 MiB as Extended JSON in _extra) stops the producer with
+// an error that names the policy; with --oversize=dlq the event goes to the
+// dead-letter topic with its size and the stream goes on.
+func TestProduceOversizeEvent(t *testing.T) {
+	r := newLiveRig(t)
+	ctx := services.Context(t, 3*time.Minute)
+	r.seed(ctx, 10)
+	time.Sleep(1100 * time.Millisecond)
+	stop := r.startProducer(ctx)
+	r.waitStreamStarted(ctx)
+	stop()
+
+	big := make([]byte, 15<<20)
+	if _, err := r.coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "big"}, {Key: "tenant_id", Value: "tenant-0"},
+		{Key: "blob", Value: bson.Binary{Subtype: 0, Data: big}}}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := docshift(ctx, t, append([]string{"produce", "--mapping", r.mapping, "--mongo-uri", r.mcURI, "--monitor-addr", ""}, r.kafkaFlags()...)...)
+	if code != 1 || !strings.Contains(stderr, "too large for a Kafka record") || !strings.Contains(stderr, "--oversize=dlq") {
+		t.Fatalf("producer with an oversize event exited %d: %s", code, stderr)
+	}
+
+	stop = r.startProducer(ctx, "--oversize=dlq")
+	w := r.watch(ctx)
+	if _, err := r.coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "after"}, {Key: "tenant_id", Value: "tenant-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	r.waitCaughtUp(ctx, w)
+	stop()
+	dead := readTopic(ctx, t, r.tcfg, r.tcfg.DLQ())
+	if len(dead) != 1 || !strings.Contains(string(dead[0].Key), `"big"`) {
+		t.Fatalf("dead letters: %d, want the big document's", len(dead))
+	}
+	for _, h := range dead[0].Headers {
+		if h.Key == "error" && !strings.Contains(string(h.Value), "exceeds the record limit") {
+			t.Fatalf("dead letter reason %q", h.Value)
+		}
+	}
+	recs := readTopic(ctx, t, r.tcfg, r.tcfg.Records(r.coll.Database().Name(), "orders"))
+	found := false
+	for _, rec := range recs {
+		if strings.Contains(string(rec.Key), `"after"`) {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("the event after the oversize one was not published")
+	}
+}
