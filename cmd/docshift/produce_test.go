@@ -703,3 +703,38 @@ func TestProduceOversizeEvent(t *testing.T) {
 		t.Fatal("the event after the oversize one was not published")
 	}
 }
+
+// TestProduceCollectionDropped: a followed collection is dropped and
+// re-created while the producer runs; documents of the re-created
+// collection flow on (where the server invalidates the stream, the producer
+// checkpoints the invalidate and reopens the stream after it).
+func TestProduceCollectionDropped(t *testing.T) {
+	r := newLiveRig(t)
+	ctx := services.Context(t, 3*time.Minute)
+	r.seed(ctx, 10)
+	time.Sleep(1100 * time.Millisecond)
+	stop := r.startProducer(ctx)
+	defer stop()
+	r.waitStreamStarted(ctx)
+	if err := r.coll.Drop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if _, err := r.coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "reborn"}, {Key: "tenant_id", Value: "tenant-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		for _, rec := range readTopic(ctx, t, r.tcfg, r.tcfg.Records(r.coll.Database().Name(), "orders")) {
+			if strings.Contains(string(rec.Key), `"reborn"`) {
+				return
+			}
+		}
+		select {
+		case stderr := <-r.producerExit:
+			t.Fatalf("the producer stopped: %s", stderr)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	t.Fatal("a document of the re-created collection was never published")
+}
