@@ -56,14 +56,11 @@ type Schema struct {
 	registryID  int    // schema registry id; 0: single-object encoding
 }
 
-// Avro attribute names docshift adds to its schemas; Avro readers ignore them.
-const (
-	attrTable  = "docshift.table"
-	attrColumn = "docshift.column"
-	attrType   = "docshift.type"
-	attrPath   = "docshift.path"
-	attrRLS    = "docshift.rls"
-)
+// docshift adds attributes to its schemas, which Avro readers ignore:
+// docshift.table (the envelope: the root table; an array field: a child
+// table), docshift.rls (row-level security), docshift.column and
+// docshift.type (a column's SQL name and type), docshift.path (a child
+// table's array path). They let a consumer rebuild the tables from a schema.
 
 type avroField struct {
 	Name    string   `json:"name"`
