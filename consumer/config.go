@@ -10,11 +10,15 @@ import (
 
 // Config holds the consumer's own settings.
 //
-// Memory is bounded by configuration, not by topic size: the Kafka client
-// buffers at most FetchMaxBytes per broker fetch (MaxConcurrentFetches of
-// them), and each partition worker holds one batch being applied (at most
-// MaxBatch records and MaxBatchBytes bytes) plus PartitionBuffer polled slices
-// waiting behind it.
+// Memory is bounded by configuration, not by topic size nor by the number of
+// partitions: the Kafka client buffers at most MaxConcurrentFetches fetch
+// responses of at most FetchMaxBytes (FetchMaxPartitionBytes per partition),
+// and the records polled from it but not yet applied, across all partition
+// workers, weigh at most MaxInflightBytes (one polled slice may exceed it
+// when nothing else is held); at most MaxConcurrentBatches batches are
+// decoded (several times their record bytes) at once. Each worker also holds at most PartitionBuffer
+// polled slices behind the batch it applies. MemoryLimit adds a soft limit
+// for the Go runtime on top of these bounds.
 type Config struct {
 	Group         string // Kafka consumer group
 	Topics        string // comma-separated topics; empty: every records topic of the prefix
@@ -32,9 +36,13 @@ type Config struct {
 	// answering (killed, partitioned away) before its partitions move.
 	SessionTimeout time.Duration
 
-	FetchMaxBytes        int // bytes one fetch response may carry
-	MaxConcurrentFetches int // fetch responses buffered at once (0: one per broker)
-	PartitionBuffer      int // polled slices queued per partition behind the batch being applied
+	FetchMaxBytes          int   // bytes one fetch response may carry (as sent: compressed)
+	FetchMaxPartitionBytes int   // bytes one partition may add to a fetch response (a larger record still comes, alone)
+	MaxConcurrentFetches   int   // fetch responses buffered at once (0: one per broker)
+	PartitionBuffer        int   // polled slices queued per partition behind the batch being applied
+	MaxInflightBytes       int   // key+value bytes polled and not yet applied, across all partitions
+	MaxConcurrentBatches   int   // batches decoded and applied at once, across all partitions
+	MemoryLimit            int64 // soft memory limit of the process for the Go runtime (debug.SetMemoryLimit); 0: none
 
 	RetryBackoff    time.Duration // first wait after a transient database error; doubles up to RetryBackoffMax
 	RetryBackoffMax time.Duration
@@ -52,20 +60,23 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Group:                "docshift-sink",
-		MaxBatch:             5000,
-		MaxBatchBytes:        16 << 20,
-		BatchWait:            0,
-		ShutdownGrace:        30 * time.Second,
-		SessionTimeout:       45 * time.Second,
-		FetchMaxBytes:        50 << 20,
-		MaxConcurrentFetches: 4,
-		PartitionBuffer:      2,
-		RetryBackoff:         100 * time.Millisecond,
-		RetryBackoffMax:      10 * time.Second,
-		DLQ:                  true,
-		TombstoneRetention:   7 * 24 * time.Hour,
-		PurgeInterval:        10 * time.Minute,
+		Group:                  "docshift-sink",
+		MaxBatch:               5000,
+		MaxBatchBytes:          16 << 20,
+		BatchWait:              0,
+		ShutdownGrace:          30 * time.Second,
+		SessionTimeout:         45 * time.Second,
+		FetchMaxBytes:          8 << 20,
+		FetchMaxPartitionBytes: 1 << 20,
+		MaxConcurrentFetches:   4,
+		PartitionBuffer:        2,
+		MaxInflightBytes:       32 << 20,
+		MaxConcurrentBatches:   4,
+		RetryBackoff:           100 * time.Millisecond,
+		RetryBackoffMax:        10 * time.Second,
+		DLQ:                    true,
+		TombstoneRetention:     7 * 24 * time.Hour,
+		PurgeInterval:          10 * time.Minute,
 	}
 }
 
@@ -80,6 +91,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "time an in-flight batch gets to commit on shutdown")
 	fs.DurationVar(&c.SessionTimeout, "session-timeout", c.SessionTimeout, "how long the group waits for a silent member before its partitions move (the broker allows 6s to 30m by default)")
 	fs.IntVar(&c.FetchMaxBytes, "fetch-max-bytes", c.FetchMaxBytes, "bytes one Kafka fetch response may carry (bounds memory)")
+	fs.IntVar(&c.FetchMaxPartitionBytes, "fetch-max-partition-bytes", c.FetchMaxPartitionBytes, "bytes one partition may add to a Kafka fetch response (a larger record still comes; bounds memory)")
+	fs.IntVar(&c.MaxInflightBytes, "max-inflight-bytes", c.MaxInflightBytes, "record bytes polled but not yet applied, across all partitions (bounds memory)")
+	fs.IntVar(&c.MaxConcurrentBatches, "max-concurrent-batches", c.MaxConcurrentBatches, "batches decoded and applied at once, across all partitions (bounds memory and database load)")
+	fs.Int64Var(&c.MemoryLimit, "memory-limit", c.MemoryLimit, "soft memory limit in bytes for the Go runtime (GC works harder near it; 0: none); an addition to the bounds above")
 	fs.IntVar(&c.MaxConcurrentFetches, "max-concurrent-fetches", c.MaxConcurrentFetches, "Kafka fetch responses buffered at once (0: one per broker; bounds memory)")
 	fs.IntVar(&c.PartitionBuffer, "partition-buffer", c.PartitionBuffer, "polled slices queued per partition while its batch is applied (bounds memory)")
 	fs.DurationVar(&c.RetryBackoff, "retry-backoff", c.RetryBackoff, "first wait after a transient database error (doubles each retry)")
@@ -106,6 +121,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("session-timeout: %s, want at least 1s", c.SessionTimeout)
 	case c.FetchMaxBytes < 1<<20:
 		return fmt.Errorf("fetch-max-bytes: %d, want at least 1 MiB", c.FetchMaxBytes)
+	case c.FetchMaxPartitionBytes < 1<<10:
+		return fmt.Errorf("fetch-max-partition-bytes: %d, want at least 1 KiB", c.FetchMaxPartitionBytes)
+	case c.MaxInflightBytes < 1<<20:
+		return fmt.Errorf("max-inflight-bytes: %d, want at least 1 MiB", c.MaxInflightBytes)
+	case c.MaxConcurrentBatches < 1:
+		return fmt.Errorf("max-concurrent-batches: %d, want at least 1", c.MaxConcurrentBatches)
+	case c.MemoryLimit < 0:
+		return fmt.Errorf("memory-limit: %d is negative", c.MemoryLimit)
 	case c.MaxConcurrentFetches < 0:
 		return fmt.Errorf("max-concurrent-fetches: %d is negative", c.MaxConcurrentFetches)
 	case c.PartitionBuffer < 1:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,8 @@ type Consumer struct {
 	metrics  *metrics
 
 	client *kgo.Client
+	budget *budget       // record bytes polled and not yet applied, across workers
+	slots  chan struct{} // one per batch being decoded and applied (MaxConcurrentBatches)
 
 	mu      sync.Mutex
 	workers map[tp]*worker
@@ -69,7 +72,13 @@ func New(ctx context.Context, cfg Config, tc topic.Config, pool *pgxpool.Pool, l
 		return nil, err
 	}
 	c := &Consumer{cfg: cfg, topics: tc, pool: pool, log: log, applier: newApplier(pool), metrics: m,
-		workers: map[tp]*worker{}, failed: make(chan struct{})}
+		workers: map[tp]*worker{}, failed: make(chan struct{}), budget: newBudget(int64(cfg.MaxInflightBytes)), slots: make(chan struct{}, cfg.MaxConcurrentBatches)}
+	if cfg.MemoryLimit > 0 {
+		// Process-wide: the GC works harder as the heap nears it. The
+		// bounds above are what keep the heap small; this trims the
+		// headroom the GC leaves above the live heap.
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
 	c.regCl, err = topic.NewClient(ctx, tc, log)
 	if err != nil {
 		return nil, err
@@ -87,7 +96,11 @@ func New(ctx context.Context, cfg Config, tc topic.Config, pool *pgxpool.Pool, l
 		c.dlq = &deadLetters{client: c.regCl, topic: tc.DLQ()}
 	}
 
-	partBytes := min(cfg.FetchMaxBytes, topic.MaxRecordBytes+1<<20)
+	// Fetch limits count bytes as sent (compressed): a fetch response takes
+	// several times FetchMaxBytes once decompressed and decoded into
+	// records, which is why they are small. A record batch larger than
+	// either limit still comes (alone), so they never stop progress.
+	partBytes := min(cfg.FetchMaxBytes, cfg.FetchMaxPartitionBytes)
 	opts := []kgo.Opt{
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
@@ -213,7 +226,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 const blockedAfter = 30 * time.Second
 
 // dispatch hands a partition's polled records to its worker. It blocks while
-// the worker's buffer is full (backpressure: fetching waits for applying).
+// the in-flight budget is spent or the worker's buffer is full (backpressure:
+// fetching waits for applying).
 func (c *Consumer) dispatch(ctx context.Context, p kgo.FetchTopicPartition) {
 	c.mu.Lock()
 	w := c.workers[tp{p.Topic, p.Partition}]
@@ -222,15 +236,26 @@ func (c *Consumer) dispatch(ctx context.Context, p kgo.FetchTopicPartition) {
 		return // revoked meanwhile; the new owner reads them again
 	}
 	in := polled{recs: p.Records, hwm: p.HighWatermark}
+	n := recordBytes(p.Records)
+	if !c.budget.take(n, ctx.Done(), w.done) {
+		return
+	}
+	if !w.held.add(n) { // the worker stopped meanwhile
+		c.budget.give(n)
+		return
+	}
 	blocked := time.NewTimer(blockedAfter)
 	defer blocked.Stop()
 	for {
 		select {
 		case w.in <- in:
-			return
+			return // the worker gives n back as it applies them, or when it stops
 		case <-w.done: // stopped (revoked, lost, or failed): the records stay uncommitted
-			return
+			return // it gave back everything, n too
 		case <-ctx.Done():
+			if w.held.remove(n) {
+				c.budget.give(n)
+			}
 			return
 		case <-blocked.C:
 			c.log.Warn("fetching waits for a busy partition worker", "topic", p.Topic, "partition", p.Partition, "waited", blockedAfter)

@@ -18,7 +18,9 @@ type polled struct {
 // worker applies one partition's records in offset order, in batches cut by
 // count (MaxBatch), bytes (MaxBatchBytes) and time (BatchWait). While it
 // applies a batch, the poll loop keeps fetching and queues up to
-// PartitionBuffer polled slices behind it.
+// PartitionBuffer polled slices behind it, as long as the consumer's
+// in-flight budget (MaxInflightBytes, shared by all workers) allows; the
+// worker gives a batch's bytes back once the batch is applied.
 type worker struct {
 	c         *Consumer
 	topic     string
@@ -30,6 +32,7 @@ type worker struct {
 	pending []*kgo.Record // fetched, not yet applied, in offset order
 	bytes   int           // key+value bytes of pending
 	hwm     int64
+	held    held // bytes of the in-flight budget handed to this worker and not yet applied
 }
 
 func newWorker(c *Consumer, topic string, partition int32) *worker {
@@ -43,6 +46,7 @@ func newWorker(c *Consumer, topic string, partition int32) *worker {
 // them again.
 func (w *worker) run() {
 	defer close(w.done)
+	defer func() { w.c.budget.give(w.held.kill()) }() // what is pending or queued is dropped
 	var wait <-chan time.Time
 	for {
 		if n := w.batchLen(); n > 0 && (n < len(w.pending) || w.full()) {
@@ -110,8 +114,10 @@ func (w *worker) flush(n int) bool {
 		}
 		return false
 	}
-	for _, r := range batch {
-		w.bytes -= len(r.Key) + len(r.Value)
+	n64 := recordBytes(batch)
+	w.bytes -= int(n64)
+	if w.held.remove(n64) {
+		w.c.budget.give(n64)
 	}
 	rest := copy(w.pending, w.pending[n:]) // keep the backing array, drop the references
 	clear(w.pending[rest:])
@@ -121,8 +127,17 @@ func (w *worker) flush(n int) bool {
 
 // apply applies one batch (records that can never apply go to the dead-letter
 // topic), then commits the batch's offsets.
+//
+// At most MaxConcurrentBatches batches, of all workers, are decoded and
+// applied at once: a decoded batch weighs several times its records.
 func (w *worker) apply(recs []*kgo.Record) error {
 	ctx := w.c.workCtx
+	select {
+	case w.c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-w.c.slots }()
 	start := time.Now()
 	written, err := w.c.applyRecords(ctx, recs)
 	if err != nil {

@@ -71,11 +71,19 @@ func runConsume(ctx context.Context, args []string, e *env) error {
 	ccfg.RegisterFlags(fs)
 	mcfg.RegisterFlags(fs, ":9464")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (for benchmarks)")
+	memProfile := fs.String("memprofile", "", "write a heap profile at the peak of the live heap to this file (for benchmarks)")
 	if err := parse(fs, args, e, false); err != nil {
 		return err
 	}
 	if err := validate(fs, e, &tcfg, &pcfg, &ccfg, &mcfg); err != nil {
 		return err
+	}
+	if *memProfile != "" {
+		stop, err := startHeapProfile(*memProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)

@@ -34,7 +34,8 @@ import (
 //
 // Sizes come from DOCSHIFT_BENCH_RECORDS (comma-separated, default
 // 100000,400000) and DOCSHIFT_BENCH_ARGS adds consumer flags (such as
-// --cpuprofile FILE); rss_mb is the consumer process's peak resident set
+// --cpuprofile FILE, or --memprofile FILE for a heap profile at the peak of
+// the live heap); rss_mb is the consumer process's peak resident set
 // (getrusage maxrss), which should not grow with the topic.
 func BenchmarkSink(b *testing.B) {
 	sizes := []int{100_000, 400_000}
