@@ -22,13 +22,15 @@ type fenceAt struct {
 }
 
 // applyFence records that a partition passed a snapshot fence. The last
-// partition to pass it (across every consumer of the group: they serialize
-// on an advisory lock) marks deleted every row of the table older than the
+// partition to pass it (across every consumer of the group: fences
+// serialize on one advisory lock) marks deleted every row of the table older than the
 // run's start, which the run therefore did not see, and removes the
 // children of deleted rows. It returns the number of rows it marked.
 func (a *applier) applyFence(ctx context.Context, f fenceAt) (int64, error) {
+	// One lock for every fence: they are rare, and creating the fence table
+	// concurrently (two tables' fences at once) would collide.
 	h := fnv.New64a()
-	h.Write([]byte("docshift.fence." + f.fence.Table))
+	h.Write([]byte("docshift.fences"))
 	var marked int64
 	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(h.Sum64())); err != nil {
