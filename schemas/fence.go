@@ -27,8 +27,7 @@ type Fence struct {
 const fenceHeader = "docshift.control"
 
 // FenceRecords returns one fence record per partition of a records topic.
-// Their Partition field is set: produce them with a partitioner that keeps
-// it (see FencePartitioner).
+// Their Partition field is set: produce them with kgo.ManualPartitioner.
 func FenceRecords(topic string, partitions int, f Fence) ([]*kgo.Record, error) {
 	f.Partitions = partitions
 	b, err := json.Marshal(f)
@@ -63,36 +62,4 @@ func ParseFence(r *kgo.Record) (*Fence, bool, error) {
 		return &f, true, nil
 	}
 	return nil, false, nil
-}
-
-// FencePartitioner keeps the Partition of fence records and hands every
-// other record to next.
-func FencePartitioner(next kgo.Partitioner) kgo.Partitioner { return fencePartitioner{next} }
-
-type fencePartitioner struct{ next kgo.Partitioner }
-
-func (p fencePartitioner) ForTopic(topic string) kgo.TopicPartitioner {
-	return fenceTopicPartitioner{p.next.ForTopic(topic)}
-}
-
-type fenceTopicPartitioner struct{ next kgo.TopicPartitioner }
-
-func (p fenceTopicPartitioner) RequiresConsistency(r *kgo.Record) bool {
-	return isFence(r) || p.next.RequiresConsistency(r)
-}
-
-func (p fenceTopicPartitioner) Partition(r *kgo.Record, n int) int {
-	if isFence(r) && int(r.Partition) < n {
-		return int(r.Partition)
-	}
-	return p.next.Partition(r, n)
-}
-
-func isFence(r *kgo.Record) bool {
-	for _, h := range r.Headers {
-		if h.Key == fenceHeader {
-			return true
-		}
-	}
-	return false
 }

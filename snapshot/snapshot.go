@@ -106,7 +106,9 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 		planner, err = topic.NewClient(ctx, s.topics, s.log,
 			kgo.TransactionalID(fmt.Sprintf("%s-snapshot-%s-plan", s.topics.Prefix, s.cfg.WorkerID)),
 			kgo.TransactionTimeout(s.cfg.TxnTimeout),
-			kgo.RecordPartitioner(schemas.FencePartitioner(kgo.RoundRobinPartitioner())))
+			// Every record it writes names its partition: the state topic's
+			// only one, tasks spread evenly, fences one per partition.
+			kgo.RecordPartitioner(kgo.ManualPartitioner()))
 		if err != nil {
 			return nil, err
 		}
@@ -204,12 +206,19 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 			recs = append(recs, &kgo.Record{Topic: s.topics.State(), Key: completeKey(st.Run)})
 			st.Complete = time.Time{}
 		}
-		for _, ch := range chunks {
+		taskParts, err := partitionCount(ctx, planner, s.topics.SnapshotTasks())
+		if err != nil {
+			return err
+		}
+		for i, ch := range chunks {
 			tb, err := jsonMarshal(task{Run: st.Run, Chunk: ch})
 			if err != nil {
 				return fmt.Errorf("publishing the tasks of %s: %w", ns, err)
 			}
-			recs = append(recs, &kgo.Record{Topic: s.topics.SnapshotTasks(), Key: []byte(ch.ID()), Value: tb})
+			// Spread evenly over the partitions, so that the workers (each
+			// owning a range of them) get about as many chunks each.
+			recs = append(recs, &kgo.Record{Topic: s.topics.SnapshotTasks(), Key: []byte(ch.ID()), Value: tb,
+				Partition: int32(i * taskParts / len(chunks))})
 		}
 		if err := transact(ctx, planner, recs...); err != nil {
 			return fmt.Errorf("publishing the plan of %s: %w", ns, err)
@@ -218,6 +227,18 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 	}
 	_, err = sh.follower.waitFor(ctx, s.allPlanned)
 	return err
+}
+
+// partitionCount returns the number of partitions of a topic.
+func partitionCount(ctx context.Context, cl *kgo.Client, name string) (int, error) {
+	td, err := kadm.NewClient(cl).ListTopics(ctx, name)
+	if err == nil {
+		err = td.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading the partitions of %s: %w", name, err)
+	}
+	return len(td[name].Partitions), nil
 }
 
 // fences returns the fence records of a complete run: one per partition of
@@ -238,19 +259,16 @@ func (s *Snapshot) fences(ctx context.Context, cl *kgo.Client, st *State) ([]*kg
 		if c == nil {
 			continue
 		}
-		td, err := kadm.NewClient(cl).ListTopics(ctx, p.Topic)
-		if err == nil {
-			err = td.Error()
-		}
+		parts, err := partitionCount(ctx, cl, p.Topic)
 		if err != nil {
-			return nil, fmt.Errorf("reading the partitions of %s: %w", p.Topic, err)
+			return nil, err
 		}
 		t := c.TargetTable()
 		f := schemas.Fence{Source: ns, Table: t.Name, Version: st.StartVersion, Run: st.Run}
 		for _, ch := range t.All()[1:] {
 			f.Children = append(f.Children, ch.Name)
 		}
-		recs, err := schemas.FenceRecords(p.Topic, len(td[p.Topic].Partitions), f)
+		recs, err := schemas.FenceRecords(p.Topic, parts, f)
 		if err != nil {
 			return nil, err
 		}

@@ -130,6 +130,7 @@ func (w *worker) handle(ctx context.Context, rec *kgo.Record) error {
 	if err := w.sess.Begin(); err != nil {
 		return fmt.Errorf("snapshot worker %s: beginning a transaction: %w", w.name, err)
 	}
+	var committed bool
 	id := t.Chunk.ID()
 	_, done := st.Done[id]
 	switch {
@@ -144,12 +145,14 @@ func (w *worker) handle(ctx context.Context, rec *kgo.Record) error {
 			return err
 		}
 		w.produceDone(ctx, d)
-		defer func(start time.Time) {
-			w.sh.log.Debug("chunk committed", "chunk", id, "worker", w.name, "documents", d.Documents,
-				"read_seconds", d.Elapsed, "commit_seconds", time.Since(start).Seconds())
-		}(time.Now())
+		defer func(start time.Time, committed *bool) {
+			if *committed {
+				w.sh.log.Debug("chunk committed", "chunk", id, "worker", w.name, "documents", d.Documents,
+					"read_seconds", d.Elapsed, "commit_seconds", time.Since(start).Seconds())
+			}
+		}(time.Now(), &committed)
 	}
-	committed, err := w.sess.End(ctx, kgo.TryCommit)
+	committed, err = w.sess.End(ctx, kgo.TryCommit)
 	if err != nil {
 		return fmt.Errorf("snapshot worker %s: committing chunk %s: %w", w.name, id, err)
 	}
