@@ -1,5 +1,6 @@
 package io.docshift.testenv.mongo;
 
+import java.time.Instant;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
@@ -226,8 +227,36 @@ final class TestBackend extends MemoryBackend {
         }
     }
 
+    /**
+     * Every command reply gets {@code operationTime}, as on a replica set: the timestamp of the
+     * newest oplog entry (the {@code clusterTime} of the newest change event), or, before the first
+     * write, the current wall-clock second with increment 0. mongo-java-server sends none, so
+     * clients would have to fall back to the wall clock. {@code $clusterTime} is not added (the
+     * driver would gossip it back). Error replies are built by mongo-java-server's wire handler
+     * outside the backend and stay without it.
+     */
     @Override
     public Document handleCommand(Channel channel, String databaseName, String command, Document query) {
+        Document response = dispatchCommand(channel, databaseName, command, query);
+        if (response != null && !response.containsKey("operationTime")) {
+            response.put("operationTime", operationTime());
+        }
+        return response;
+    }
+
+    /**
+     * The newest oplog timestamp written so far; after a {@code docshiftTruncateOplog} that emptied
+     * the oplog still the newest one written, so that operationTime never goes backwards.
+     */
+    private BsonTimestamp operationTime() {
+        long newest = oplogHistory.newestWritten();
+        if (newest != 0) {
+            return new BsonTimestamp(newest);
+        }
+        return new BsonTimestamp(Instant.ofEpochSecond(getClock().instant().getEpochSecond()), 0);
+    }
+
+    private Document dispatchCommand(Channel channel, String databaseName, String command, Document query) {
         if (command.equals(OplogHistory.COMMAND)) {
             return truncateOplog(databaseName, query);
         }
