@@ -135,7 +135,8 @@ func (s *stream) startPoint(ctx context.Context) (bson.Timestamp, error) {
 			return ts, nil
 		}
 	}
-	return source.ClusterTime(ctx, s.p.mongo)
+	ts, err := source.ClusterTime(ctx, s.p.mongo)
+	return source.After(ts), err
 }
 
 // watch opens the change stream after the checkpoint.

@@ -101,20 +101,14 @@ func ClusterTime(ctx context.Context, cl *mongo.Client) (bson.Timestamp, error) 
 	return bson.Timestamp{T: uint32(before.Unix())}, nil
 }
 
-// ClusterTimeAfter returns a cluster time later than every operation done
-// before the moment after, and not later than any operation after the call:
-// on a deployment that reports cluster times, the current one plus one
-// increment (a change stream started there does not replay the last
-// operation, which happened before); on one that does not, the wall-clock
-// second, taken once it has passed after.
+// ClusterTimeAfter returns a cluster time no earlier than the moment after:
+// on a deployment that reports cluster times, the current one; on one that
+// does not, the wall-clock second is taken once it has passed after, so
+// that what was done before after (enabling pre-images, say) precedes it.
 func ClusterTimeAfter(ctx context.Context, cl *mongo.Client, after time.Time) (bson.Timestamp, error) {
 	for {
 		ts, err := ClusterTime(ctx, cl)
-		if err == nil && ts.I != 0 {
-			ts.I++
-			return ts, nil
-		}
-		if err != nil || int64(ts.T) > after.Unix() {
+		if err != nil || ts.I != 0 || int64(ts.T) > after.Unix() {
 			return ts, err
 		}
 		select {
@@ -123,6 +117,17 @@ func ClusterTimeAfter(ctx context.Context, cl *mongo.Client, after time.Time) (b
 			return bson.Timestamp{}, ctx.Err()
 		}
 	}
+}
+
+// After returns where a change stream starts to follow only what happens
+// after ts: a reported cluster time is the last operation's, which the
+// stream (startAtOperationTime is inclusive) need not replay; a wall-clock
+// second (increment 0) precedes every operation in it.
+func After(ts bson.Timestamp) bson.Timestamp {
+	if ts.I != 0 {
+		ts.I++
+	}
+	return ts
 }
 
 // MongoDB's code for a namespace that does not exist.

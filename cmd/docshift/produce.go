@@ -69,7 +69,7 @@ func runProduce(ctx context.Context, args []string, e *env) error {
 				v = d.Version
 			}
 		}
-		return schemas.TimestampOf(v), v != 0, nil
+		return source.After(schemas.TimestampOf(v)), v != 0, nil
 	}
 	// A lost history is repaired by snapshotting the stream's collections
 	// again, in a new snapshot run of this process.
