@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -36,7 +37,8 @@ import (
 type Mapping struct {
 	Collections []Collection `yaml:"collections"`
 
-	file string
+	file     string
+	resolved sync.Map // Namespace -> *Collection: patterns resolved once per namespace
 }
 
 // Collection maps one source collection (or every collection a pattern
@@ -484,9 +486,14 @@ func (m *Mapping) Lookup(ns Namespace) *Collection {
 			return &m.Collections[i]
 		}
 	}
+	if c, ok := m.resolved.Load(ns); ok {
+		return c.(*Collection)
+	}
 	for i := range m.Collections {
 		if m.Collections[i].Source.IsPattern() && m.Collections[i].Source.Matches(ns) {
-			return m.Collections[i].resolve(ns)
+			// Resolved once per namespace: the producer looks up every event.
+			c, _ := m.resolved.LoadOrStore(ns, m.Collections[i].resolve(ns))
+			return c.(*Collection)
 		}
 	}
 	return nil
