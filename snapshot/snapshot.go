@@ -154,9 +154,14 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 	if err != nil {
 		return err
 	}
+	nss, err := s.mapping.Namespaces(ctx, s.mongo, nil)
+	if err != nil {
+		return err
+	}
+	s.namespaces = nss
 	if s.cfg.Restart || st.Run == 0 {
 		run := st.Run + 1
-		s.enablePreImages(ctx)
+		s.enablePreImages(ctx, nss)
 		start, err := source.ClusterTimeAfter(ctx, s.mongo, time.Now())
 		if err != nil {
 			return fmt.Errorf("starting snapshot run %d: %w", run, err)
@@ -172,11 +177,6 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 	} else {
 		s.log.Info("resuming snapshot run", "run", st.Run, "chunks_done", len(st.Done))
 	}
-	nss, err := s.mapping.Namespaces(ctx, s.mongo, nil)
-	if err != nil {
-		return err
-	}
-	s.namespaces = nss
 	for _, n := range nss {
 		c := s.mapping.Lookup(n)
 		ns := c.Source.String()
@@ -281,12 +281,7 @@ func (s *Snapshot) fences(ctx context.Context, cl *kgo.Client, st *State) ([]*kg
 // document field, before the run's start is taken: every delete after the
 // start then carries its document, whose tenant the change-stream producer
 // needs. Without the privilege it warns; the producer reports such deletes.
-func (s *Snapshot) enablePreImages(ctx context.Context) {
-	nss, err := s.mapping.Namespaces(ctx, s.mongo, nil)
-	if err != nil {
-		s.log.Warn("could not list the mapped collections to enable pre-images", "err", err)
-		return
-	}
+func (s *Snapshot) enablePreImages(ctx context.Context, nss []schemas.Namespace) {
 	for _, ns := range nss {
 		if c := s.mapping.Lookup(ns); c == nil || c.Tenant.Field == "" {
 			continue
