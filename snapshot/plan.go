@@ -52,6 +52,11 @@ func plan(ctx context.Context, coll *mongo.Collection, ns string, cfg Config) (c
 	sampleSize := min(count, n*int64(cfg.SamplesPerChunk))
 	var samples []bson.RawValue
 	if count <= scanSampleMax {
+		// The scan reads every _id anyway: a larger reservoir costs
+		// nothing more and makes the chunks even (a chunk's size varies by
+		// about 1/sqrt(samples per chunk)), so no worker is left reading a
+		// long chunk alone at the end.
+		sampleSize = min(count, n*max(int64(cfg.SamplesPerChunk), scanSamplesPerChunk))
 		// The scan sees every _id, so it tells which type brackets occur;
 		// only brackets of several types are probed, for the $type codes the
 		// server knows.
@@ -155,6 +160,10 @@ func number(v bson.RawValue) int64 {
 // scan of the _id index is cheap next to reading the collection, and its
 // reservoir sample is exactly uniform, so chunks come out even.
 const scanSampleMax = 2_000_000
+
+// scanSamplesPerChunk is the fewest _ids per chunk a scan keeps: chunks
+// within about 5% of each other.
+const scanSamplesPerChunk = 400
 
 // scanSampleIDs reads every _id (only the _id) and keeps a uniform random
 // sample of n of them (reservoir sampling: memory bounded by n), sorted in

@@ -101,23 +101,9 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 		conflicts: schemas.NewConflictReporter(s.log, s.reg),
 		schemas:   map[string]*schemas.Schema{}}
 
-	var planner *kgo.Client
-	if !s.cfg.WorkerOnly {
-		planner, err = topic.NewClient(ctx, s.topics, s.log,
-			kgo.TransactionalID(fmt.Sprintf("%s-snapshot-%s-plan", s.topics.Prefix, s.cfg.WorkerID)),
-			kgo.TransactionTimeout(s.cfg.TxnTimeout),
-			// Every record it writes names its partition: the state topic's
-			// only one, tasks spread evenly, fences one per partition.
-			kgo.RecordPartitioner(kgo.ManualPartitioner()))
-		if err != nil {
-			return nil, err
-		}
-		defer planner.Close()
-		if err := s.prepare(ctx, sh, planner); err != nil {
-			return nil, err
-		}
-	}
-
+	// The workers join their group while the collections are planned: a
+	// task waits in handle until the follower has read its run, so a worker
+	// never reads ahead of the recorded state.
 	wctx, stopWorkers := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	werr := make(chan error, s.cfg.Workers)
@@ -137,6 +123,23 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 				werr <- err
 			}
 		}()
+	}
+
+	var planner *kgo.Client
+	if !s.cfg.WorkerOnly {
+		planner, err = topic.NewClient(ctx, s.topics, s.log,
+			kgo.TransactionalID(fmt.Sprintf("%s-snapshot-%s-plan", s.topics.Prefix, s.cfg.WorkerID)),
+			kgo.TransactionTimeout(s.cfg.TxnTimeout),
+			// Every record it writes names its partition: the state topic's
+			// only one, tasks spread evenly, fences one per partition.
+			kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		if err != nil {
+			return nil, err
+		}
+		defer planner.Close()
+		if err := s.prepare(ctx, sh, planner); err != nil {
+			return nil, err
+		}
 	}
 
 	st, err := s.watch(ctx, f, planner, werr)
