@@ -27,7 +27,7 @@ unit: ## run the tests that need no services (integration tests skip)
 demo: build services-up ## seed a multi-tenant data set, run snapshot -> Kafka -> consumer, print counts per tenant
 	$(WITH_ENV) scripts/demo.sh $(BIN)
 
-bench: services-up ## run the benchmarks (DOCSHIFT_BENCH_RECORDS=1000000,4000000 for bigger topics, DOCSHIFT_BENCH_DOCS=1000000,4000000 for bigger snapshots)
+bench: services-up ## run the benchmarks (DOCSHIFT_BENCH_RECORDS=1000000,4000000 for bigger topics, DOCSHIFT_BENCH_DOCS=1000000,4000000 for bigger snapshots, with DOCSHIFT_BENCH_CHUNK_DOCS=200000 and DOCSHIFT_MONGO_HEAP=12g on the test server)
 	$(WITH_ENV) $(GO) test -run '^$$' -bench . -benchtime 1x -benchmem -timeout 60m ./...
 
 lint: ## go vet and gofmt

@@ -370,7 +370,13 @@ type pathNode struct {
 	col   *Column
 	child *Child
 	sub   map[string]*pathNode
+	// Worked out once from col, for every value normalized: its Avro
+	// field name and, for numeric(p,s), precision and scale.
+	avro             string
+	precision, scale int
+	decimal          bool
 }
+
 
 // buildTree validates the columns and children of one table and returns its
 // path tree. Paths may not overlap: a field is a column, a child table, or a
@@ -438,6 +444,8 @@ func buildTree(file, field string, line int, table string, system []string, cols
 				Err: fmt.Errorf("column %q clashes with %s", col.Name, prev)}
 		}
 		names[col.Name] = "columns" + fmt.Sprintf("[%d]", j)
+		n.avro = AvroName(col.Name)
+		n.precision, n.scale, n.decimal = col.Type.decimal()
 	}
 	for j := range children {
 		ch := &children[j]
@@ -525,7 +533,7 @@ func rebuild(n *pathNode, oldCols, newCols []Column, oldCh, newCh []Child) *path
 	if n == nil {
 		return nil
 	}
-	out := &pathNode{}
+	out := &pathNode{avro: n.avro, precision: n.precision, scale: n.scale, decimal: n.decimal}
 	for i := range oldCols {
 		if n.col == &oldCols[i] {
 			out.col = &newCols[i]

@@ -133,13 +133,13 @@ func (w *walker) walk(doc bson.Raw, tree *pathNode, row map[string]any, skip str
 			extra = append(extra, bson.E{Key: string(keyBytes), Value: val})
 		case n.col != nil:
 			if val.Type == bson.TypeNull {
-				row[AvroName(n.col.Name)] = nil
+				row[n.avro] = nil
 				extra = append(extra, bson.E{Key: string(keyBytes), Value: val})
 				continue
 			}
-			v, ok := columnValue(n.col.Type, val)
+			v, ok := n.value(val)
 			if ok {
-				row[AvroName(n.col.Name)] = v
+				row[n.avro] = v
 				continue
 			}
 			*w.conflicts = append(*w.conflicts, Conflict{Table: w.table, Column: n.col.Name, Got: val.Type, Want: n.col.Type, Value: val})
@@ -246,4 +246,13 @@ func TenantValue(v bson.RawValue) (string, error) {
 		return "", err
 	}
 	return string(b), nil
+}
+
+// value converts a BSON value to the Go value of the node's column (see
+// columnValue).
+func (n *pathNode) value(v bson.RawValue) (any, bool) {
+	if n.decimal {
+		return decimalValue(v, n.precision, n.scale)
+	}
+	return columnValue(n.col.Type, v)
 }

@@ -24,6 +24,8 @@
 #   restart-pg-restart  Restart the postgres-restart server (fast stop, start, wait ready).
 #   restart-mongo  Stop mongo, rebuild the launcher if testenv/mongo changed, start it again
 #           (same address; its in-memory data is lost). Kafka and postgres are not touched.
+#           DOCSHIFT_MONGO_HEAP sets its Java heap (default 3g; a 4M-document benchmark
+#           needs about 12g).
 #
 # Typical use:   scripts/services.sh up && . .services/env && go test ./...
 #
@@ -66,6 +68,10 @@ PG_DATA="$PG_RUN_DIR/pg/data"
 PG_SOCKET_DIR="$PG_RUN_DIR/pg"
 
 MONGO_PORT=27117
+# The in-memory server's heap: every document and oplog entry lives in it
+# (about 1 GiB per million small documents). Raise it for big benchmarks:
+#   DOCSHIFT_MONGO_HEAP=12g scripts/services.sh restart-mongo
+MONGO_HEAP="${DOCSHIFT_MONGO_HEAP:-3g}"
 MONGO_BUILD="$CACHE_DIR/mongo"
 
 READY_TIMEOUT="${SERVICES_READY_TIMEOUT:-90}" # seconds per service
@@ -512,7 +518,7 @@ mongo_running() { pid_alive "$(mongo_pidfile)" "$MONGO_MARKER"; }
 start_mongo() {
   ensure_port_free mongo "$MONGO_PORT"
   start_background "$(mongo_pidfile)" "$LOG_DIR/mongo.log" \
-    "$JAVA" -Xms256m -Xmx3g -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+    "$JAVA" -Xms256m "-Xmx$MONGO_HEAP" -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
     -cp "$MONGO_BUILD/build/launcher.jar:$MONGO_BUILD/libs/*" "$MONGO_MARKER" \
     --host "$HOST" --port "$MONGO_PORT"
   cp "$MONGO_BUILD/.stamp" "$(mongo_stampfile)"

@@ -32,6 +32,13 @@ import (
 //
 //	bench snapshot: ours=<docs/s> raw=<docs/s> ratio=<ours/raw> rss_mb=<peak>
 //
+// DOCSHIFT_BENCH_CHUNK_DOCS sets the chunk size (default the snapshot's
+// default). mongo-java-server answers every _id-range query by scanning the
+// whole collection, so a 4M-document run is only practical there with
+// larger chunks; peak RSS does not depend on the chunk size (a chunk is
+// streamed). The test server also needs a larger heap for 4M documents:
+// DOCSHIFT_MONGO_HEAP=12g scripts/services.sh restart-mongo.
+//
 // DOCSHIFT_BENCH_LOG=1 writes the snapshot's debug log to stderr: when the
 // plan was published and each chunk's read and commit times.
 func BenchmarkSnapshot(b *testing.B) {
@@ -69,6 +76,11 @@ func benchSnapshot(b *testing.B, n int) {
 	}
 	cfg := DefaultConfig()
 	cfg.WorkerID = db
+	if v := os.Getenv("DOCSHIFT_BENCH_CHUNK_DOCS"); v != "" {
+		if cfg.ChunkDocs, err = strconv.Atoi(v); err != nil || cfg.ChunkDocs < 1 {
+			b.Fatalf("DOCSHIFT_BENCH_CHUNK_DOCS=%q: want a document count", v)
+		}
+	}
 	// One unmeasured raw read first, of chunks planned as the snapshot
 	// plans them: the test server compiles its query path on first use,
 	// and whichever read came first would pay for it.
