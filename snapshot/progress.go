@@ -41,24 +41,28 @@ func progressLine(p Progress, rate float64) string {
 }
 
 // rates turns successive progress readings into a documents-per-second rate
-// per collection, measured since the first reading.
+// per collection, measured since the collection's first reading.
 type rates struct {
-	start time.Time
-	base  map[string]int64
+	base map[string]reading
+}
+
+type reading struct {
+	at   time.Time
+	docs int64
 }
 
 func (r *rates) rate(now time.Time, p Progress) float64 {
 	if r.base == nil {
-		r.start, r.base = now, map[string]int64{}
+		r.base = map[string]reading{}
 	}
 	b, ok := r.base[p.Namespace]
 	if !ok {
-		r.base[p.Namespace] = p.DocumentsDone
+		r.base[p.Namespace] = reading{now, p.DocumentsDone}
 		return 0
 	}
-	el := now.Sub(r.start).Seconds()
+	el := now.Sub(b.at).Seconds()
 	if el <= 0 {
 		return 0
 	}
-	return float64(p.DocumentsDone-b) / el
+	return float64(p.DocumentsDone-b.docs) / el
 }
