@@ -64,12 +64,8 @@ func New(cfg Config, m *schemas.Mapping, mc *mongo.Client, kc *kgo.Client, tc to
 // ctx.Err(), with every open transaction aborted, so nothing half-written is
 // visible) or a stream fails in a way a restart cannot fix.
 func (p *Producer) Run(ctx context.Context) error {
-	for _, ensure := range []func(context.Context, *kgo.Client, topic.Config) error{
-		topic.EnsureStreams, topic.EnsureSchemas, topic.EnsureDLQ,
-	} {
-		if err := ensure(ctx, p.kafka, p.topics); err != nil {
-			return err
-		}
+	if err := topic.EnsureAll(ctx, p.kafka, p.topics, topic.EnsureStreams, topic.EnsureSchemas, topic.EnsureDLQ); err != nil {
+		return err
 	}
 	streams, err := p.streams(ctx)
 	if err != nil {

@@ -66,16 +66,10 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 		return nil, err
 	}
 	defer admin.Close()
-	if err := topic.EnsureSchemas(ctx, admin, s.topics); err != nil {
-		return nil, err
+	tasks := func(ctx context.Context, cl *kgo.Client, tc topic.Config) error {
+		return topic.EnsureSnapshotTasks(ctx, cl, tc, s.cfg.TaskPartitions)
 	}
-	if err := topic.EnsureState(ctx, admin, s.topics); err != nil {
-		return nil, err
-	}
-	if err := topic.EnsureSnapshotTasks(ctx, admin, s.topics, s.cfg.TaskPartitions); err != nil {
-		return nil, err
-	}
-	if err := topic.EnsureDLQ(ctx, admin, s.topics); err != nil {
+	if err := topic.EnsureAll(ctx, admin, s.topics, topic.EnsureSchemas, topic.EnsureState, tasks, topic.EnsureDLQ); err != nil {
 		return nil, err
 	}
 

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -165,6 +166,26 @@ func EnsureDLQ(ctx context.Context, cl *kgo.Client, cfg Config) error {
 		"max.message.bytes": ptr(strconv.Itoa(MaxRecordBytes)),
 	}
 	return ensure(ctx, cl, 1, int16(cfg.ReplicationFactor), configs, cfg.DLQ())
+}
+
+// Ensurer creates one of docshift's topics if it does not exist.
+type Ensurer func(context.Context, *kgo.Client, Config) error
+
+// EnsureAll runs the ensurers at once (each topic creation waits on the
+// controller, and they do not depend on each other) and returns their
+// errors joined.
+func EnsureAll(ctx context.Context, cl *kgo.Client, cfg Config, ensurers ...Ensurer) error {
+	errs := make([]error, len(ensurers))
+	var wg sync.WaitGroup
+	for i, e := range ensurers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = e(ctx, cl, cfg)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func ensure(ctx context.Context, cl *kgo.Client, partitions int32, rf int16, configs map[string]*string, names ...string) error {

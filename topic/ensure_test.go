@@ -1,0 +1,73 @@
+package topic_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/docshift/docshift/internal/services"
+	"github.com/docshift/docshift/topic"
+)
+
+// TestEnsureAll creates docshift's topics at once on the real broker, each
+// with its own partitions and configs; a second call finds them and changes
+// nothing; a failing ensurer's error comes back naming its topic.
+func TestEnsureAll(t *testing.T) {
+	cfg, cl := services.Kafka(t)
+	ctx := services.Context(t, time.Minute)
+	tasks := func(ctx context.Context, cl *kgo.Client, tc topic.Config) error {
+		return topic.EnsureSnapshotTasks(ctx, cl, tc, 7)
+	}
+	for range 2 {
+		if err := topic.EnsureAll(ctx, cl, cfg, topic.EnsureSchemas, topic.EnsureState, tasks, topic.EnsureDLQ, topic.EnsureStreams); err != nil {
+			t.Fatal(err)
+		}
+	}
+	adm := kadm.NewClient(cl)
+	details, err := adm.ListTopics(ctx, cfg.Schemas(), cfg.State(), cfg.SnapshotTasks(), cfg.DLQ(), cfg.Streams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{cfg.Schemas(): 1, cfg.State(): 1, cfg.SnapshotTasks(): 7, cfg.DLQ(): 1, cfg.Streams(): 1}
+	for name, parts := range want {
+		d, ok := details[name]
+		if !ok || d.Err != nil {
+			t.Fatalf("topic %s: not created (%v)", name, d.Err)
+		}
+		if len(d.Partitions) != parts {
+			t.Errorf("topic %s: %d partitions, want %d", name, len(d.Partitions), parts)
+		}
+	}
+	rc, err := adm.DescribeTopicConfigs(ctx, cfg.State(), cfg.DLQ())
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := map[string]string{}
+	for _, r := range rc {
+		for _, c := range r.Configs {
+			if c.Key == "cleanup.policy" {
+				policy[r.Name] = c.MaybeValue()
+			}
+		}
+	}
+	if policy[cfg.State()] != "compact" || policy[cfg.DLQ()] != "delete" {
+		t.Errorf("cleanup.policy: state %q, dlq %q; want compact, delete", policy[cfg.State()], policy[cfg.DLQ()])
+	}
+
+	bad := cfg
+	bad.Prefix = cfg.Prefix + "-bad"
+	badTasks := func(ctx context.Context, cl *kgo.Client, tc topic.Config) error {
+		return topic.EnsureSnapshotTasks(ctx, cl, tc, 0) // no partitions: the broker refuses
+	}
+	err = topic.EnsureAll(ctx, cl, bad, topic.EnsureSchemas, badTasks)
+	if err == nil || !strings.Contains(err.Error(), bad.SnapshotTasks()) {
+		t.Fatalf("EnsureAll with a topic the broker refuses: %v, want an error naming %s", err, bad.SnapshotTasks())
+	}
+	if d, err := adm.ListTopics(ctx, bad.Schemas()); err != nil || d[bad.Schemas()].Err != nil {
+		t.Errorf("the other ensurer's topic %s was not created beside the failing one: %v", bad.Schemas(), err)
+	}
+}
