@@ -377,7 +377,6 @@ type pathNode struct {
 	decimal          bool
 }
 
-
 // buildTree validates the columns and children of one table and returns its
 // path tree. Paths may not overlap: a field is a column, a child table, or a
 // document with mapped fields below it, never two of those.
