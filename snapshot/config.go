@@ -55,7 +55,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Restart, "restart", c.Restart, "start a new snapshot run from scratch instead of resuming the recorded one")
 	fs.IntVar(&c.ChunkDocs, "chunk-docs", c.ChunkDocs, "target documents per chunk")
 	fs.IntVar(&c.ChunkBytes, "chunk-bytes", c.ChunkBytes, "target bytes per chunk (whichever limit is reached first)")
-	fs.IntVar(&c.SamplesPerChunk, "samples-per-chunk", c.SamplesPerChunk, "sampled _ids per planned chunk with $sample (a scan of the _ids, for collections up to 2M documents, keeps at least 400)")
+	fs.IntVar(&c.SamplesPerChunk, "samples-per-chunk", c.SamplesPerChunk, "sampled _ids per planned chunk with $sample (a scan of the _ids, for collections up to 10M documents, keeps at least 400)")
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "documents per MongoDB find batch")
 	fs.IntVar(&c.InFlight, "in-flight", c.InFlight, "records one worker may have unacknowledged in Kafka")
 	fs.IntVar(&c.TaskPartitions, "task-partitions", c.TaskPartitions, "partitions of a new task topic: the most workers reading at once")

@@ -57,6 +57,9 @@ func plan(ctx context.Context, coll *mongo.Collection, ns string, cfg Config) (c
 		// about 1/sqrt(samples per chunk)), so no worker is left reading a
 		// long chunk alone at the end.
 		sampleSize = min(count, n*max(int64(cfg.SamplesPerChunk), scanSamplesPerChunk))
+		if sampleSize > scanReservoirMax { // tiny chunks: bound the reservoir's memory
+			sampleSize = max(min(count, n*int64(cfg.SamplesPerChunk)), scanReservoirMax)
+		}
 		// The scan sees every _id, so it tells which type brackets occur;
 		// only brackets of several types are probed, for the $type codes the
 		// server knows.
@@ -157,20 +160,37 @@ func number(v bson.RawValue) int64 {
 }
 
 // scanSampleMax is the largest collection sampled by scanning its _ids: a
-// scan of the _id index is cheap next to reading the collection, and its
-// reservoir sample is exactly uniform, so chunks come out even.
-const scanSampleMax = 2_000_000
+// covered scan of the _id index (seconds for 10M keys) is cheap next to
+// reading the collection, and its reservoir sample is exactly uniform, so
+// chunks come out even. Beyond it, $sample reads only the sample.
+const scanSampleMax = 10_000_000
 
 // scanSamplesPerChunk is the fewest _ids per chunk a scan keeps: chunks
 // within about 5% of each other.
 const scanSamplesPerChunk = 400
 
+// scanReservoirMax bounds the scan's reservoir (about 50 bytes an _id) when
+// chunks are small enough that 400 per chunk would be more.
+const scanReservoirMax = 500_000
+
 // scanSampleIDs reads every _id (only the _id) and keeps a uniform random
 // sample of n of them (reservoir sampling: memory bounded by n), sorted in
 // BSON order.
 func scanSampleIDs(ctx context.Context, coll *mongo.Collection, n int64) ([]bson.RawValue, map[bson.Type]bool, error) {
-	cur, err := coll.Find(ctx, bson.D{}, options.Find().
-		SetProjection(bson.D{{Key: "_id", Value: 1}}).SetBatchSize(10000))
+	// The hint makes MongoDB walk the _id index and answer from it alone
+	// (a covered scan): no document is read from storage. A collection
+	// without that index (a clustered one) is scanned without the hint.
+	find := func(hint bool) (*mongo.Cursor, error) {
+		opts := options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).SetBatchSize(10000)
+		if hint {
+			opts.SetHint(bson.D{{Key: "_id", Value: 1}})
+		}
+		return coll.Find(ctx, bson.D{}, opts)
+	}
+	cur, err := find(true)
+	if err != nil {
+		cur, err = find(false)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("scanning _ids: %w", err)
 	}

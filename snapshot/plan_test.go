@@ -94,3 +94,51 @@ func mixedID(i int) any {
 	}
 	return bson.D{{Key: "a", Value: int32(i)}, {Key: "b", Value: "x"}}
 }
+
+// TestPlanChunksAreEven: a collection small enough to have its _ids scanned
+// is split into chunks of nearly the target size (the scan keeps 400 _ids
+// per chunk, so sizes vary by about 5%), so no worker is left reading a long
+// chunk alone at the end.
+func TestPlanChunksAreEven(t *testing.T) {
+	_, mc := services.Mongo(t)
+	ctx := services.Context(t, 2*time.Minute)
+	coll := mc.Database(services.Unique(t)).Collection("even")
+	t.Cleanup(func() { _ = coll.Database().Drop(ctx) })
+	const n, per = 40_000, 4_000
+	docs := make([]any, 0, n)
+	for i := range n {
+		docs = append(docs, bson.D{{Key: "_id", Value: bson.NewObjectID()}, {Key: "n", Value: i}})
+	}
+	if _, err := coll.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.ChunkDocs = per
+	_, _, chunks, err := plan(ctx, coll, "db.even", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chunks) < n/per-1 || len(chunks) > n/per+1 {
+		t.Fatalf("%d chunks, want about %d", len(chunks), n/per)
+	}
+	var total int64
+	for _, c := range chunks {
+		f, err := c.Filter()
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := coll.CountDocuments(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += k
+		// 400 samples a chunk: a chunk's size has a standard deviation of
+		// about 5%; 30% off is six of them.
+		if want := int64(n / len(chunks)); k < want*7/10 || k > want*13/10 {
+			t.Errorf("chunk %s holds %d documents, want about %d", c.ID(), k, want)
+		}
+	}
+	if total != n {
+		t.Fatalf("chunks hold %d documents, want %d", total, n)
+	}
+}
