@@ -64,10 +64,9 @@ func ReadCheckpoints(ctx context.Context, tc topic.Config) (map[string]*Checkpoi
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		var ferr error
-		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+		ferr := topic.FetchErr(fs, nil)
 		if ferr != nil {
-			return nil, fmt.Errorf("reading checkpoint topic %s: %w", name, ferr)
+			return nil, fmt.Errorf("reading the checkpoint topic: %w", ferr)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			next = r.Offset + 1

@@ -9,6 +9,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/docshift/docshift/topic"
 )
 
 // Registry makes every record's schema findable by its readers, in one of two
@@ -247,7 +249,7 @@ func (r *Registry) refresh(ctx context.Context) error {
 		}
 		var ferr error
 		fetches.EachError(func(t string, p int32, err error) {
-			if t == r.topic {
+			if t == r.topic && ferr == nil && !topic.Transient(err) {
 				ferr = fmt.Errorf("reading schema topic %s partition %d: %w", t, p, err)
 			}
 		})

@@ -256,10 +256,10 @@ func (f *follower) run(ctx context.Context) {
 		if ctx.Err() != nil || fs.IsClientClosed() {
 			return
 		}
-		var ferr error
-		fs.EachError(func(t string, p int32, err error) {
-			ferr = fmt.Errorf("reading state topic %s: %w", t, err)
-		})
+		ferr := topic.FetchErr(fs, f.log)
+		if ferr != nil {
+			ferr = fmt.Errorf("reading the state topic: %w", ferr)
+		}
 		f.mu.Lock()
 		fs.EachRecord(func(r *kgo.Record) {
 			f.next = r.Offset + 1

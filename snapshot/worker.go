@@ -100,14 +100,8 @@ func (w *worker) run(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		var ferr error
-		fs.EachError(func(t string, p int32, err error) {
-			if ferr == nil {
-				ferr = fmt.Errorf("snapshot worker %s: reading tasks from %s[%d]: %w", w.name, t, p, err)
-			}
-		})
-		if ferr != nil {
-			return fenced(ferr)
+		if err := topic.FetchErr(fs, w.sh.log); err != nil {
+			return fenced(fmt.Errorf("snapshot worker %s: taking tasks: %w", w.name, err))
 		}
 		recs := fs.Records()
 		if len(recs) == 0 {
