@@ -2,6 +2,7 @@ package topic_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +70,32 @@ func TestEnsureAll(t *testing.T) {
 	}
 	if d, err := adm.ListTopics(ctx, bad.Schemas()); err != nil || d[bad.Schemas()].Err != nil {
 		t.Errorf("the other ensurer's topic %s was not created beside the failing one: %v", bad.Schemas(), err)
+	}
+}
+
+// TestEnsuredTopicsAreUsableAtOnce: when EnsureAll returns, every topic it
+// created answers for its offsets on the first try (the controller
+// acknowledges a topic before the brokers know it; Ensure waits for that).
+func TestEnsuredTopicsAreUsableAtOnce(t *testing.T) {
+	base, cl := services.Kafka(t)
+	ctx := services.Context(t, 2*time.Minute)
+	adm := kadm.NewClient(cl)
+	for i := range 15 {
+		cfg := base
+		cfg.Prefix = fmt.Sprintf("%s-%d", base.Prefix, i)
+		tasks := func(ctx context.Context, cl *kgo.Client, tc topic.Config) error {
+			return topic.EnsureSnapshotTasks(ctx, cl, tc, 8)
+		}
+		if err := topic.EnsureAll(ctx, cl, cfg, topic.EnsureSchemas, topic.EnsureState, tasks, topic.EnsureDLQ); err != nil {
+			t.Fatal(err)
+		}
+		names := []string{cfg.Schemas(), cfg.State(), cfg.SnapshotTasks(), cfg.DLQ()}
+		ends, err := adm.ListEndOffsets(ctx, names...)
+		if err != nil {
+			t.Fatalf("round %d: listing end offsets: %v", i, err)
+		}
+		if err := ends.Error(); err != nil {
+			t.Fatalf("round %d: a topic EnsureAll created is not usable yet: %v", i, err)
+		}
 	}
 }

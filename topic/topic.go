@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // MaxRecordBytes is the largest record docshift writes: a 16 MiB MongoDB
@@ -194,12 +195,66 @@ func ensure(ctx context.Context, cl *kgo.Client, partitions int32, rf int16, con
 	if err != nil {
 		return fmt.Errorf("creating topics %v: %w", names, err)
 	}
+	var created []string
 	for _, r := range resps.Sorted() {
-		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+		switch {
+		case r.Err == nil:
+			created = append(created, r.Topic)
+		case !errors.Is(r.Err, kerr.TopicAlreadyExists):
 			return fmt.Errorf("creating topic %s: %w (%s)", r.Topic, r.Err, r.ErrMessage)
 		}
 	}
-	return nil
+	return waitForLeaders(ctx, cl, created)
+}
+
+// waitForLeaders waits until every partition of the topics has a leader in
+// the metadata the broker answers with. The controller acknowledges a new
+// topic before the brokers know it, and a client that lists its offsets or
+// writes to it in that moment is told it does not exist. The metadata is
+// asked for directly each time: the client's cached metadata would repeat
+// the first "not yet" for seconds.
+func waitForLeaders(ctx context.Context, cl *kgo.Client, topics []string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrMetadataRequest()
+	for _, t := range topics {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(t)
+		req.Topics = append(req.Topics, rt)
+	}
+	for {
+		resp, err := req.RequestWith(wctx, cl)
+		if err == nil && leadersKnown(resp, len(topics)) {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("topics %v were created but have no leader yet: %w", topics, context.Cause(wctx))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// leadersKnown reports whether resp names want topics, each with partitions
+// that all have a leader.
+func leadersKnown(resp *kmsg.MetadataResponse, want int) bool {
+	if len(resp.Topics) != want {
+		return false
+	}
+	for _, t := range resp.Topics {
+		if t.ErrorCode != 0 || len(t.Partitions) == 0 {
+			return false
+		}
+		for _, p := range t.Partitions {
+			if p.ErrorCode != 0 || p.Leader < 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func ptr[T any](v T) *T { return &v }
