@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -114,12 +115,13 @@ func benchSnapshot(b *testing.B, n int) {
 	resetPeakRSS()
 	for r := range rounds {
 		cfg.Restart = r > 0
-		start := time.Now()
+		start, cpu := time.Now(), cpuSeconds()
 		st, err := New(cfg, m, mc, tcfg, nil, nil, nil).runForBench(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
 		ours = append(ours, float64(n)/time.Since(start).Seconds())
+		cpu = cpuSeconds() - cpu
 		var read int64
 		var chunks []Chunk
 		for _, p := range st.Plans {
@@ -137,7 +139,7 @@ func benchSnapshot(b *testing.B, n int) {
 		if got != int64(n) {
 			b.Fatalf("raw read %d documents, want %d", got, n)
 		}
-		b.Logf("round %d: ours=%.0f raw=%.0f", r+1, ours[r], raw[r])
+		b.Logf("round %d: ours=%.0f raw=%.0f (this process used %.2f CPU-s in the snapshot)", r+1, ours[r], raw[r], cpu)
 	}
 	rss := peakRSSMB()
 	b.StopTimer()
@@ -224,6 +226,15 @@ func seed(ctx context.Context, b *testing.B, coll *mongo.Collection, n int) {
 		}
 	}
 	b.Logf("seeded %d documents in %s", n, time.Since(start).Round(time.Millisecond))
+}
+
+// cpuSeconds returns the CPU time (user and system) this process has used.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // resetPeakRSS resets the kernel's peak RSS (VmHWM) of this process.
