@@ -23,6 +23,12 @@ type Config struct {
 	TaskPartitions  int           // partitions of a new task topic: the most workers that read at once
 	TxnTimeout      time.Duration // Kafka transaction timeout: the longest one chunk may take
 	Progress        time.Duration // progress report interval (a log line when stderr is no terminal)
+	// GCPercent is the Go garbage collector's target (as GOGC) while the
+	// snapshot runs; 0 leaves it alone, and so does a GOGC environment
+	// variable. The snapshot's live heap is small and bounded (in-flight
+	// records and batches), so at the runtime's default of 100 the
+	// collector runs every few megabytes of records.
+	GCPercent int
 }
 
 // DefaultConfig returns the defaults. A chunk of 20,000 documents (at most
@@ -44,6 +50,7 @@ func DefaultConfig() Config {
 		TaskPartitions:  32,
 		TxnTimeout:      time.Minute,
 		Progress:        time.Second,
+		GCPercent:       400,
 	}
 }
 
@@ -61,6 +68,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.TaskPartitions, "task-partitions", c.TaskPartitions, "partitions of a new task topic: the most workers reading at once")
 	fs.DurationVar(&c.TxnTimeout, "txn-timeout", c.TxnTimeout, "Kafka transaction timeout: the longest one chunk may take")
 	fs.DurationVar(&c.Progress, "progress", c.Progress, "progress report interval")
+	fs.IntVar(&c.GCPercent, "gc-percent", c.GCPercent, "Go GC target while the snapshot runs, as GOGC (0: the runtime's; a GOGC environment variable wins)")
 }
 
 // Validate names the first bad field.
@@ -88,6 +96,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("task-partitions: %d, want at least 1", c.TaskPartitions)
 	case c.TxnTimeout < time.Second:
 		return fmt.Errorf("txn-timeout: %s, want at least 1s", c.TxnTimeout)
+	case c.GCPercent < 0:
+		return fmt.Errorf("gc-percent: %d, want 0 or more", c.GCPercent)
 	case c.Progress <= 0:
 		return fmt.Errorf("progress: %s, want more than 0", c.Progress)
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -61,6 +63,9 @@ type CollectionStats struct {
 // the chunks they were reading are read again by the next run of any
 // snapshot process. It returns what the run recorded per collection.
 func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
+	if s.cfg.GCPercent > 0 && os.Getenv("GOGC") == "" {
+		defer debug.SetGCPercent(debug.SetGCPercent(s.cfg.GCPercent))
+	}
 	admin, err := topic.NewClient(ctx, s.topics, s.log)
 	if err != nil {
 		return nil, err
