@@ -29,13 +29,35 @@ func canonicalJSON(v bson.RawValue) ([]byte, error) {
 // any client, unambiguous (JSON escaping), and type-preserving, so records of
 // one document always share a key and two documents never do.
 func Key(tenant, canonicalID string) []byte {
-	t, _ := json.Marshal(tenant) // a Go string always marshals
-	b := make([]byte, 0, len(t)+len(canonicalID)+3)
+	return AppendKey(make([]byte, 0, len(tenant)+len(canonicalID)+5), tenant, canonicalID)
+}
+
+// AppendKey appends the record key of Key to b.
+func AppendKey(b []byte, tenant, canonicalID string) []byte {
 	b = append(b, '[')
-	b = append(b, t...)
+	if plainJSON(tenant) {
+		b = append(append(append(b, '"'), tenant...), '"')
+	} else {
+		t, _ := json.Marshal(tenant) // a Go string always marshals
+		b = append(b, t...)
+	}
 	b = append(b, ',')
 	b = append(b, canonicalID...)
 	return append(b, ']')
+}
+
+// plainJSON reports whether encoding/json writes s as itself in quotes:
+// printable ASCII other than the characters it escapes (", \, and <, >, &
+// for HTML safety). Keys must stay byte-identical to those written before,
+// so anything else goes through encoding/json.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 // ParseKey splits a record key into tenant and canonical _id.

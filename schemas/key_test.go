@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"encoding/json"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -89,5 +90,29 @@ func TestVersionOrdersLikeClusterTime(t *testing.T) {
 	}
 	if ts := TimestampOf(b); ts.T != 1700000000 || ts.I != 6 {
 		t.Fatalf("TimestampOf(Version(x)) = %+v", ts)
+	}
+}
+
+// TestAppendKeyMatchesJSON: the fast path for plain tenants writes exactly
+// what encoding/json writes, so keys (and with them partitions) stay as
+// they were for every tenant.
+func TestAppendKeyMatchesJSON(t *testing.T) {
+	want := func(tenant, id string) string {
+		b, _ := json.Marshal(tenant)
+		return "[" + string(b) + "," + id + "]"
+	}
+	tenants := []string{"", "acme", "tenant-07", "a b", `q"uote`, `back\slash`, "<b>&amp;</b>", "tab\there",
+		"nul\x00", "del\x7f", "é", "日本", "\u2028", "bad\xffutf8", "~!@#$%^*()_+{}|:?`-=[];',./"}
+	for c := 0x20; c < 0x7f; c++ {
+		tenants = append(tenants, "x"+string(rune(c))+"y")
+	}
+	for _, tenant := range tenants {
+		id := `{"$oid":"65f0a1b2c3d4e5f601234567"}`
+		if got := string(Key(tenant, id)); got != want(tenant, id) {
+			t.Errorf("Key(%q) = %s, want %s", tenant, got, want(tenant, id))
+		}
+		if got := string(AppendKey([]byte("prefix"), tenant, id)); got != "prefix"+want(tenant, id) {
+			t.Errorf("AppendKey(%q) = %s", tenant, got)
+		}
 	}
 }

@@ -267,16 +267,19 @@ func (w *worker) read(ctx context.Context, t task) (Done, error) {
 	}
 	docs := w.sh.metrics.documents.WithLabelValues(t.Chunk.Namespace)
 	var conflicts int64
-	var buf []byte
 	src := schemas.Source{Database: ns.Database, Collection: ns.Collection, ClusterTime: d.Version, Snapshot: true}
 	for batch := range batches {
 		if err := perr.get(); err != nil {
 			return d, fmt.Errorf("chunk %s: %w", id, err)
 		}
-		// The batch's record values share one allocation, freed together
-		// once Kafka has acknowledged them.
+		// The batch's records, their keys and their values share one
+		// allocation each, freed together once Kafka has acknowledged them
+		// (a value or key that outgrows its arena moves the arena; the
+		// records already made keep the old one).
 		values := make([]byte, 0, len(batch.arena)+len(batch.docs)*64)
-		for _, raw := range batch.docs {
+		keys := make([]byte, 0, len(batch.docs)*64)
+		recs := make([]kgo.Record, len(batch.docs))
+		for i, raw := range batch.docs {
 			doc, err := c.Normalize(ns.Database, raw)
 			if err != nil {
 				return d, fmt.Errorf("chunk %s: %w", id, err)
@@ -292,17 +295,18 @@ func (w *worker) read(ctx context.Context, t task) (Done, error) {
 				}
 			}
 			env := schemas.Envelope{Op: schemas.OpRead, Version: d.Version, Tenant: doc.Tenant, ID: doc.ID, Row: doc.Row, Source: src}
-			if buf, err = schema.Encode(buf[:0], &env); err != nil {
+			vstart, kstart := len(values), len(keys)
+			if values, err = schema.Encode(values, &env); err != nil {
 				return d, fmt.Errorf("chunk %s: %w", id, err)
 			}
-			if len(values)+len(buf) > cap(values) {
-				values = make([]byte, 0, max(len(buf), cap(values)))
-			}
-			values = append(values, buf...)
+			keys = schemas.AppendKey(keys, doc.Tenant, doc.ID)
+			rec := &recs[i]
+			rec.Topic = recTopic
+			rec.Key = keys[kstart:len(keys):len(keys)]
+			rec.Value = values[vstart:len(values):len(values)]
 			// Produce blocks while the client holds InFlight unacknowledged
 			// records: that bounds the documents in flight.
-			w.sess.Produce(ctx, &kgo.Record{Topic: recTopic, Key: schemas.Key(doc.Tenant, doc.ID),
-				Value: values[len(values)-len(buf) : len(values) : len(values)]}, promise)
+			w.sess.Produce(ctx, rec, promise)
 			d.Documents++
 			d.Bytes += int64(len(raw))
 		}
