@@ -46,31 +46,47 @@ func (c Conflict) String() string {
 // Extended JSON). A mapped field that holds an explicit null is NULL in its
 // column and null in _extra, so null and missing stay distinct.
 func (c *Collection) Normalize(database string, doc bson.Raw) (*Document, error) {
+	d := &Document{}
+	if err := c.NormalizeInto(database, doc, d); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// NormalizeInto is Normalize into d, reusing d's row map and conflict list:
+// for a caller that is done with one document before it normalizes the
+// next (the snapshot encodes each row at once), it saves their allocations.
+func (c *Collection) NormalizeInto(database string, doc bson.Raw, d *Document) error {
+	row := d.Row
+	clear(row)
+	*d = Document{Conflicts: d.Conflicts[:0]}
 	// Malformed BSON is an error, never a panic in a value accessor below.
 	if err := doc.Validate(); err != nil {
-		return nil, fmt.Errorf("malformed BSON document: %w", err)
+		return fmt.Errorf("malformed BSON document: %w", err)
 	}
 	idVal, err := doc.LookupErr("_id")
 	if err != nil {
-		return nil, ErrNoID
+		return ErrNoID
 	}
-	d := &Document{}
 	if d.ID, err = CanonicalID(idVal); err != nil {
-		return nil, err
+		return err
 	}
 	if d.Tenant, err = c.tenant(database, doc); err != nil {
-		return nil, fmt.Errorf("document %s: %w", d.ID, err)
+		return fmt.Errorf("document %s: %w", d.ID, err)
 	}
 	w := walker{table: c.Table, dlq: c.OnConflict == ConflictDLQ, conflicts: &d.Conflicts}
 	skip := "" // a top-level tenant field is carried in _tenant; a nested one stays in place
 	if c.Tenant.Field != "" && !strings.Contains(c.Tenant.Field, ".") {
 		skip = c.Tenant.Field
 	}
-	d.Row, err = w.row(doc, c.tree, skip)
+	d.Row, err = w.rowInto(row, doc, c.tree, skip)
 	if err != nil {
-		return nil, fmt.Errorf("document %s: %w", d.ID, err)
+		return fmt.Errorf("document %s: %w", d.ID, err)
 	}
-	return d, nil
+	if len(d.Conflicts) == 0 {
+		d.Conflicts = nil // as Normalize has always returned
+	}
+	return nil
 }
 
 // walker builds the rows of one document.
@@ -84,11 +100,18 @@ type walker struct {
 // child arrays and its _extra. skip names a top-level field that is carried
 // elsewhere (the tenant field).
 func (w *walker) row(doc bson.Raw, tree *pathNode, skip string) (map[string]any, error) {
-	size := 1 // _extra
-	if tree != nil {
-		size += len(tree.sub)
+	return w.rowInto(nil, doc, tree, skip)
+}
+
+// rowInto is row filling row, an empty map, or a new one if row is nil.
+func (w *walker) rowInto(row map[string]any, doc bson.Raw, tree *pathNode, skip string) (map[string]any, error) {
+	if row == nil {
+		size := 1 // _extra
+		if tree != nil {
+			size += len(tree.sub)
+		}
+		row = make(map[string]any, size)
 	}
-	row := make(map[string]any, size)
 	extra, err := w.walk(doc, tree, row, skip, true)
 	if err != nil {
 		return nil, err

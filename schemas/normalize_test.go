@@ -221,3 +221,38 @@ func TestIdentifier(t *testing.T) {
 }
 
 func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
+
+// TestNormalizeIntoReuses: documents normalized one after another into one
+// Document come out as Normalize makes them, with nothing left over from the
+// one before (fields, _extra, conflicts), and its row map is reused.
+func TestNormalizeIntoReuses(t *testing.T) {
+	c := testCollection(t)
+	docs := []bson.Raw{
+		marshal(t, bson.D{{Key: "_id", Value: int32(1)}, {Key: "tenant_id", Value: "a"}, {Key: "status", Value: "paid"},
+			{Key: "n", Value: int64(1) << 40}, {Key: "unmapped", Value: "x"}}),
+		marshal(t, bson.D{{Key: "_id", Value: "two"}, {Key: "tenant_id", Value: "b"}, {Key: "total", Value: 2.5}}),
+		marshal(t, bson.D{{Key: "_id", Value: int64(3)}, {Key: "tenant_id", Value: "c"}, {Key: "qty", Value: "not a number"}}),
+	}
+	var d Document
+	var first map[string]any
+	for i, raw := range docs {
+		if err := c.NormalizeInto("shop", raw, &d); err != nil {
+			t.Fatal(err)
+		}
+		want, err := c.Normalize("shop", raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(&d, want) {
+			t.Errorf("document %d: NormalizeInto gave %+v, Normalize %+v", i, d, *want)
+		}
+		if i == 0 {
+			first = d.Row
+		} else if reflect.ValueOf(d.Row).UnsafePointer() != reflect.ValueOf(first).UnsafePointer() {
+			t.Errorf("document %d: a new row map, want the first one reused", i)
+		}
+	}
+	if err := c.NormalizeInto("shop", bson.Raw{1, 2}, &d); err == nil {
+		t.Error("malformed BSON: no error")
+	}
+}

@@ -267,6 +267,7 @@ func (w *worker) read(ctx context.Context, t task) (Done, error) {
 	}
 	docs := w.sh.metrics.documents.WithLabelValues(t.Chunk.Namespace)
 	var conflicts int64
+	var doc schemas.Document // reused: each row is encoded before the next document
 	src := schemas.Source{Database: ns.Database, Collection: ns.Collection, ClusterTime: d.Version, Snapshot: true}
 	for batch := range batches {
 		if err := perr.get(); err != nil {
@@ -280,18 +281,17 @@ func (w *worker) read(ctx context.Context, t task) (Done, error) {
 		keys := make([]byte, 0, len(batch.docs)*64)
 		recs := make([]kgo.Record, len(batch.docs))
 		for i, raw := range batch.docs {
-			doc, err := c.Normalize(ns.Database, raw)
-			if err != nil {
+			if err := c.NormalizeInto(ns.Database, raw, &doc); err != nil {
 				return d, fmt.Errorf("chunk %s: %w", id, err)
 			}
 			if len(doc.Conflicts) > 0 {
 				conflicts += int64(len(doc.Conflicts))
-				w.sh.conflicts.Report(doc)
+				w.sh.conflicts.Report(&doc)
 				if c.OnConflict == schemas.ConflictDLQ {
 					// The row goes on without the values that did not fit;
 					// the document goes to the dead-letter topic, in the
 					// chunk's transaction.
-					w.sess.Produce(ctx, deadLetter(w.sh.topics.DLQ(), ns, raw, doc), promise)
+					w.sess.Produce(ctx, deadLetter(w.sh.topics.DLQ(), ns, raw, &doc), promise)
 				}
 			}
 			env := schemas.Envelope{Op: schemas.OpRead, Version: d.Version, Tenant: doc.Tenant, ID: doc.ID, Row: doc.Row, Source: src}
