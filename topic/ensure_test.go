@@ -99,3 +99,60 @@ func TestEnsuredTopicsAreUsableAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestCompressionReachesTheBroker: the batches a docshift client produces
+// are stored with the configured codec (the attributes of the batch the
+// broker returns), lz4 by default.
+func TestCompressionReachesTheBroker(t *testing.T) {
+	base, _ := services.Kafka(t)
+	ctx := services.Context(t, time.Minute)
+	for _, tc := range []struct {
+		codec string
+		want  int8 // batch attributes & 0x07
+	}{{"", 3}, {"none", 0}, {"gzip", 1}, {"snappy", 2}, {"lz4", 3}, {"zstd", 4}} {
+		cfg := base
+		if tc.codec != "" {
+			cfg.Compression = tc.codec
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		cl, err := topic.NewClient(ctx, cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := cfg.Prefix + ".codec." + tc.codec
+		if err := topic.EnsureRecords(ctx, cl, cfg, name); err != nil {
+			t.Fatal(err)
+		}
+		recs := make([]*kgo.Record, 50)
+		for i := range recs {
+			recs[i] = &kgo.Record{Topic: name, Key: []byte("k"), Value: []byte(strings.Repeat("compressible ", 20))}
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		cl.Close()
+		rd, err := kgo.NewClient(kgo.SeedBrokers(cfg.SeedList()...), kgo.ConsumeTopics(name),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int8 = -1
+		for got < 0 {
+			fs := rd.PollFetches(ctx)
+			if err := ctx.Err(); err != nil {
+				t.Fatalf("codec %q: no batch read back: %v", tc.codec, err)
+			}
+			fs.EachPartition(func(p kgo.FetchTopicPartition) {
+				for _, r := range p.Records {
+					got = int8(r.Attrs.CompressionType())
+				}
+			})
+		}
+		rd.Close()
+		if got != tc.want {
+			t.Errorf("codec %q: the broker stored batches with compression type %d, want %d", tc.codec, got, tc.want)
+		}
+	}
+}

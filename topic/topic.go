@@ -40,8 +40,10 @@ func NewClient(ctx context.Context, cfg Config, log *slog.Logger, opts ...kgo.Op
 // timeouts, record size limits, logging) followed by opts, for callers that
 // build a client kind NewClient does not, such as a GroupTransactSession.
 func ClientOpts(cfg Config, log *slog.Logger, opts ...kgo.Opt) []kgo.Opt {
+	codec, _ := cfg.codec() // Validate has named a bad one; none then
 	base := []kgo.Opt{
 		kgo.SeedBrokers(cfg.SeedList()...),
+		kgo.ProducerBatchCompression(codec),
 		kgo.DialTimeout(cfg.DialTimeout),
 		kgo.ProducerBatchMaxBytes(MaxRecordBytes),
 		kgo.RecordPartitioner(Partitioner()),

@@ -29,6 +29,7 @@ func TestUsageErrors(t *testing.T) {
 		{"stray argument", []string{"snapshot", "extra"}, 2, []string{`unexpected argument "extra"`, "Usage: docshift snapshot"}},
 		{"bad flag value", []string{"consume", "--max-batch", "0"}, 2, []string{"max-batch: 0", "Usage: docshift consume"}},
 		{"bad seeds", []string{"consume", "--kafka-seeds", "nohostport"}, 2, []string{`kafka-seeds: "nohostport" is not host:port`}},
+		{"bad compression", []string{"snapshot", "--kafka-compression", "brotli"}, 2, []string{`kafka-compression: "brotli", want lz4, zstd, snappy, gzip or none`}},
 		{"bad snapshot flag value", []string{"snapshot", "--gc-percent", "-1"}, 2, []string{"gc-percent: -1", "Usage: docshift snapshot"}},
 		{"help", []string{"snapshot", "-h"}, 0, []string{"Usage: docshift snapshot", "-mongo-uri"}},
 		{"no mapping", []string{"snapshot"}, 1, []string{"--mapping is required"}},
