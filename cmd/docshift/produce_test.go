@@ -292,10 +292,12 @@ func (r *liveRig) dumpFirst(ctx context.Context, diffs string) {
 			continue
 		}
 		env, _, err := reg.Decode(ctx, rec.Value)
-		if err == nil {
-			r.t.Logf("%s p%d@%d op=%s version=%v snapshot=%v row=%v", rec.Key, rec.Partition, rec.Offset, env.Op,
-				schemas.TimestampOf(env.Version), env.Source.Snapshot, env.Row)
+		if err != nil {
+			r.t.Logf("%s p%d@%d undecodable: %v", rec.Key, rec.Partition, rec.Offset, err)
+			continue
 		}
+		r.t.Logf("%s p%d@%d op=%s version=%v snapshot=%v row=%v", rec.Key, rec.Partition, rec.Offset, env.Op,
+			schemas.TimestampOf(env.Version), env.Source.Snapshot, env.Row)
 	}
 }
 
