@@ -124,19 +124,16 @@ func Infer(ctx context.Context, mc *mongo.Client, sources []Namespace, opts Infe
 	inf := &Inference{Sampled: map[string]int{}}
 	for _, ns := range sources {
 		coll := mc.Database(ns.Database).Collection(ns.Collection)
-		cur, err := coll.Aggregate(ctx, mongo.Pipeline{{{Key: "$sample", Value: bson.D{{Key: "size", Value: opts.Sample}}}}})
-		if err != nil {
-			return nil, fmt.Errorf("sampling %s: %w", ns, err)
-		}
-		stats := newDocStats()
-		for cur.Next(ctx) {
-			if err := stats.add(cur.Current); err != nil {
-				cur.Close(ctx)
-				return nil, fmt.Errorf("sampling %s: %w", ns, err)
+		// A failed $sample is tried again (twice): it can fail on a
+		// transient error, and mongo-java-server's random sort sometimes
+		// throws.
+		var stats *docStats
+		var err error
+		for range 3 {
+			if stats, err = sample(ctx, coll, opts.Sample); err == nil {
+				break
 			}
 		}
-		err = cur.Err()
-		cur.Close(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("sampling %s: %w", ns, err)
 		}
@@ -153,6 +150,22 @@ func Infer(ctx context.Context, mc *mongo.Client, sources []Namespace, opts Infe
 		return nil, fmt.Errorf("proposed mapping does not validate: %w", err)
 	}
 	return inf, nil
+}
+
+// sample gathers the statistics of n documents drawn with $sample.
+func sample(ctx context.Context, coll *mongo.Collection, n int) (*docStats, error) {
+	cur, err := coll.Aggregate(ctx, mongo.Pipeline{{{Key: "$sample", Value: bson.D{{Key: "size", Value: n}}}}})
+	if err != nil {
+		return nil, err
+	}
+	defer cur.Close(context.WithoutCancel(ctx))
+	stats := newDocStats()
+	for cur.Next(ctx) {
+		if err := stats.add(cur.Current); err != nil {
+			return nil, err
+		}
+	}
+	return stats, cur.Err()
 }
 
 // propose turns the statistics of one document level into columns and
