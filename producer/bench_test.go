@@ -1,14 +1,12 @@
 package producer
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -75,22 +73,6 @@ func recordedEvents(n int) []bson.Raw {
 		out = append(out, b)
 	}
 	return out
-}
-
-func peakRSSMB() float64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
-			return float64(kb) / 1024
-		}
-	}
-	return 0
 }
 
 // BenchmarkProduce measures events/s through the producer's own path (parse,
@@ -176,7 +158,7 @@ func BenchmarkProduce(b *testing.B) {
 		b.Fatal(err)
 	}
 	rawRate := float64(n) / time.Since(start).Seconds()
-	fmt.Printf("bench produce: ours=%.0f raw=%.0f ratio=%.2f rss_mb=%.0f\n", ours, rawRate, ours/rawRate, peakRSSMB())
+	fmt.Printf("bench produce: ours=%.0f raw=%.0f ratio=%.2f rss_mb=%.0f\n", ours, rawRate, ours/rawRate, services.PeakRSSMB())
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -112,7 +111,7 @@ func benchSnapshot(b *testing.B, n int) {
 	// and then a raw read of the chunks it planned; the line gives the
 	// median rate of each and the peak RSS of all rounds.
 	var ours, raw []float64
-	resetPeakRSS()
+	services.ResetPeakRSS()
 	for r := range rounds {
 		cfg.Restart = r > 0
 		start, cpu := time.Now(), cpuSeconds()
@@ -141,7 +140,7 @@ func benchSnapshot(b *testing.B, n int) {
 		}
 		b.Logf("round %d: ours=%.0f raw=%.0f (this process used %.2f CPU-s in the snapshot)", r+1, ours[r], raw[r], cpu)
 	}
-	rss := peakRSSMB()
+	rss := services.PeakRSSMB()
 	b.StopTimer()
 	o, w := median(ours), median(raw)
 	fmt.Printf("bench snapshot: ours=%.0f raw=%.0f ratio=%.2f rss_mb=%.0f\n", o, w, o/w, rss)
@@ -235,26 +234,6 @@ func cpuSeconds() float64 {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
-
-// resetPeakRSS resets the kernel's peak RSS (VmHWM) of this process.
-func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
-
-// peakRSSMB returns this process's peak RSS (VmHWM) in MiB, 0 if unknown.
-func peakRSSMB() float64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
 }
 
 // quietLog discards the log, unless DOCSHIFT_BENCH_LOG is set: then the

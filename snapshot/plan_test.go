@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -24,7 +23,7 @@ func TestPlanCoversEveryDocumentOnce(t *testing.T) {
 	const n = 3000
 	docs := make([]any, 0, n+3)
 	for i := range n {
-		docs = append(docs, bson.D{{Key: "_id", Value: mixedID(i)}, {Key: "n", Value: i}})
+		docs = append(docs, bson.D{{Key: "_id", Value: services.MixedID(i)}, {Key: "n", Value: i}})
 	}
 	// One _id each of rare types the sample will likely miss.
 	docs = append(docs, bson.D{{Key: "_id", Value: true}}, bson.D{{Key: "_id", Value: bson.DateTime(7)}},
@@ -76,23 +75,6 @@ func TestPlanCoversEveryDocumentOnce(t *testing.T) {
 			}
 		})
 	}
-}
-
-// mixedID gives document i an _id of one of six BSON types.
-func mixedID(i int) any {
-	switch i % 6 {
-	case 0:
-		return bson.NewObjectIDFromTimestamp(time.Unix(int64(1_600_000_000+i), 0))
-	case 1:
-		return int32(i)
-	case 2:
-		return int64(10_000_000_000 + i)
-	case 3:
-		return float64(i) + 0.5
-	case 4:
-		return fmt.Sprintf("s%07d", i)
-	}
-	return bson.D{{Key: "a", Value: int32(i)}, {Key: "b", Value: "x"}}
 }
 
 // TestPlanChunksAreEven: a collection small enough to have its _ids scanned

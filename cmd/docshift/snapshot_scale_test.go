@@ -45,24 +45,6 @@ func buildDocshift(t *testing.T) string {
 	return bin
 }
 
-// mixedID gives document i an _id of one of six BSON types: ObjectId,
-// int32, int64, double, string and a composite document.
-func mixedID(i int) any {
-	switch i % 6 {
-	case 0:
-		return bson.NewObjectIDFromTimestamp(time.Unix(int64(1_600_000_000+i), 0))
-	case 1:
-		return int32(i)
-	case 2:
-		return int64(10_000_000_000 + i)
-	case 3:
-		return float64(i) + 0.5
-	case 4:
-		return fmt.Sprintf("s%07d", i)
-	}
-	return bson.D{{Key: "a", Value: int32(i)}, {Key: "b", Value: "x"}}
-}
-
 // mixedCollection seeds n documents with mixed _id types and writes their
 // mapping; it returns the mapping file and the target table.
 func mixedCollection(ctx context.Context, t *testing.T, mc *mongo.Client, n int) (coll *mongo.Collection, mappingFile, table string) {
@@ -78,7 +60,7 @@ func mixedCollection(ctx context.Context, t *testing.T, mc *mongo.Client, n int)
 	start := time.Now()
 	batch := make([]any, 0, 10000)
 	for i := range n {
-		batch = append(batch, bson.D{{Key: "_id", Value: mixedID(i)}, {Key: "tenant_id", Value: fmt.Sprintf("tenant-%d", i%5)},
+		batch = append(batch, bson.D{{Key: "_id", Value: services.MixedID(i)}, {Key: "tenant_id", Value: fmt.Sprintf("tenant-%d", i%5)},
 			{Key: "n", Value: int64(i)}, {Key: "note", Value: "document " + strconv.Itoa(i)}})
 		if len(batch) == cap(batch) || i == n-1 {
 			if _, err := coll.InsertMany(ctx, batch); err != nil {
