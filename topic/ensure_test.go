@@ -14,7 +14,7 @@ import (
 	"github.com/docshift/docshift/topic"
 )
 
-// TestEnsureAll creates docshift's topics at once on the real broker, each
+// TestEnsureAll creates docshift's topics on the real broker, each
 // with its own partitions and configs; a second call finds them and changes
 // nothing; a failing ensurer's error comes back naming its topic.
 func TestEnsureAll(t *testing.T) {

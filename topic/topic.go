@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -174,20 +173,14 @@ func EnsureDLQ(ctx context.Context, cl *kgo.Client, cfg Config) error {
 // Ensurer creates one of docshift's topics if it does not exist.
 type Ensurer func(context.Context, *kgo.Client, Config) error
 
-// EnsureAll runs the ensurers at once (each topic creation waits on the
-// controller, and they do not depend on each other) and returns their
-// errors joined.
+// EnsureAll runs every ensurer, one after another (the controller creates
+// topics one at a time anyway), and returns their errors joined: one topic
+// refused does not keep the others from being made.
 func EnsureAll(ctx context.Context, cl *kgo.Client, cfg Config, ensurers ...Ensurer) error {
-	errs := make([]error, len(ensurers))
-	var wg sync.WaitGroup
-	for i, e := range ensurers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = e(ctx, cl, cfg)
-		}()
+	var errs []error
+	for _, e := range ensurers {
+		errs = append(errs, e(ctx, cl, cfg))
 	}
-	wg.Wait()
 	return errors.Join(errs...)
 }
 
