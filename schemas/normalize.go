@@ -53,13 +53,13 @@ func (c *Collection) Normalize(database string, doc bson.Raw) (*Document, error)
 	return d, nil
 }
 
-// NormalizeInto is Normalize into d, reusing d's row map and conflict list:
-// for a caller that is done with one document before it normalizes the
-// next (the snapshot encodes each row at once), it saves their allocations.
+// NormalizeInto is Normalize into d, reusing d's row map: for a caller that
+// is done with one document before it normalizes the next (the snapshot
+// encodes each row at once), it saves the map's allocation.
 func (c *Collection) NormalizeInto(database string, doc bson.Raw, d *Document) error {
 	row := d.Row
 	clear(row)
-	*d = Document{Conflicts: d.Conflicts[:0]}
+	*d = Document{}
 	// Malformed BSON is an error, never a panic in a value accessor below.
 	if err := doc.Validate(); err != nil {
 		return fmt.Errorf("malformed BSON document: %w", err)
@@ -82,9 +82,6 @@ func (c *Collection) NormalizeInto(database string, doc bson.Raw, d *Document) e
 	d.Row, err = w.rowInto(row, doc, c.tree, skip)
 	if err != nil {
 		return fmt.Errorf("document %s: %w", d.ID, err)
-	}
-	if len(d.Conflicts) == 0 {
-		d.Conflicts = nil // as Normalize has always returned
 	}
 	return nil
 }
