@@ -55,11 +55,9 @@ func plan(ctx context.Context, coll *mongo.Collection, ns string, cfg Config) (c
 		// The scan reads every _id anyway: a larger reservoir costs
 		// nothing more and makes the chunks even (a chunk's size varies by
 		// about 1/sqrt(samples per chunk)), so no worker is left reading a
-		// long chunk alone at the end.
-		sampleSize = min(count, n*max(int64(cfg.SamplesPerChunk), scanSamplesPerChunk))
-		if sampleSize > scanReservoirMax { // tiny chunks: bound the reservoir's memory
-			sampleSize = max(min(count, n*int64(cfg.SamplesPerChunk)), scanReservoirMax)
-		}
+		// long chunk alone at the end. The reservoir's memory stays bounded
+		// for tiny chunks.
+		sampleSize = max(sampleSize, min(count, n*scanSamplesPerChunk, scanReservoirMax))
 		// The scan sees every _id, so it tells which type brackets occur;
 		// only brackets of several types are probed, for the $type codes the
 		// server knows.
