@@ -225,34 +225,7 @@ func TestSnapshotResumesAfterKill(t *testing.T) {
 		"--topic-prefix", tcfg.Prefix, "--topic-partitions", "4", "--workers", "2", "--worker-id", "k",
 		"--chunk-docs", "200"}
 
-	first, out := snapshotCmd(ctx, bin, args...)
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var before *snapshot.State
-	for {
-		st, err := snapshot.ReadState(ctx, tcfg, nil)
-		if err == nil && len(st.Done) >= 5 {
-			if err := first.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			_ = first.Wait()
-			before = st
-			break
-		}
-		if first.ProcessState != nil {
-			t.Fatalf("the snapshot ended before it could be killed:\n%s", out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	// What was recorded by the time the process died (at least what we saw).
-	killed, err := snapshot.ReadState(ctx, tcfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !killed.Complete.IsZero() {
-		t.Fatalf("the run completed before the kill (%d chunks done): make chunks smaller", len(killed.Done))
-	}
+	killed, before := killMidRun(ctx, t, bin, tcfg, args)
 	t.Logf("killed with %d chunks done (%d seen before the kill)", len(killed.Done), len(before.Done))
 
 	second, out2 := snapshotCmd(ctx, bin, args...)
@@ -294,6 +267,91 @@ func TestSnapshotResumesAfterKill(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "snapshot complete") || !strings.Contains(stdout, strconv.Itoa(n)) {
 		t.Errorf("status exited %d:\n%s%s", code, stdout, stderr)
 	}
+}
+
+// killMidRun starts a snapshot with args, kill -9s it once at least 5
+// chunks are done, and returns the state recorded by then (killed) and the
+// state seen just before the kill. It fails the test if the run completed
+// first.
+func killMidRun(ctx context.Context, t *testing.T, bin string, tcfg topic.Config, args []string) (killed, before *snapshot.State) {
+	t.Helper()
+	first, out := snapshotCmd(ctx, bin, args...)
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		st, err := snapshot.ReadState(ctx, tcfg, nil)
+		if err == nil && len(st.Done) >= 5 {
+			if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			_ = first.Wait()
+			before = st
+			break
+		}
+		if first.ProcessState != nil {
+			t.Fatalf("the snapshot ended before it could be killed:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// What was recorded by the time the process died (at least what we saw).
+	killed, err := snapshot.ReadState(ctx, tcfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !killed.Complete.IsZero() {
+		t.Fatalf("the run completed before the kill (%d chunks done): make chunks smaller", len(killed.Done))
+	}
+	return killed, before
+}
+
+// TestSnapshotRestartAfterKill: a run killed mid-way and started over with
+// --restart (its workers join their group before the new run is planned,
+// so they may still finish a task of the killed run) completes a new run
+// that covers every chunk, and the target equals the source, without the
+// documents deleted between the runs: the new run's fences mark them
+// deleted (no resurrection).
+func TestSnapshotRestartAfterKill(t *testing.T) {
+	mcfg, mc := services.Mongo(t)
+	tcfg, _ := services.Kafka(t)
+	ctx := services.Context(t, 6*time.Minute)
+	bin := buildDocshift(t)
+	const n = 20000
+	coll, mappingFile, table := mixedCollection(ctx, t, mc, n)
+	args := []string{"--mapping", mappingFile, "--mongo-uri", mcfg.URI, "--kafka-seeds", tcfg.Seeds,
+		"--topic-prefix", tcfg.Prefix, "--topic-partitions", "4", "--workers", "2", "--worker-id", "k",
+		"--chunk-docs", "200"}
+	killed, _ := killMidRun(ctx, t, bin, tcfg, args)
+
+	// Documents the killed run may already have published go away before
+	// the new run.
+	var gone []any
+	for i := 0; i < n; i += 100 {
+		gone = append(gone, int64(i))
+	}
+	if res, err := coll.DeleteMany(ctx, bson.D{{Key: "n", Value: bson.D{{Key: "$in", Value: gone}}}}); err != nil || res.DeletedCount != int64(len(gone)) {
+		t.Fatalf("deleting %d documents: %v (%+v)", len(gone), err, res)
+	}
+
+	restarted, out := snapshotCmd(ctx, bin, append(args, "--restart")...)
+	if err := restarted.Run(); err != nil {
+		t.Fatalf("snapshot --restart: %v\n%s", err, out)
+	}
+	after, err := snapshot.ReadState(ctx, tcfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Run != killed.Run+1 || after.Complete.IsZero() {
+		t.Fatalf("after --restart: run %d (complete %v), want run %d complete", after.Run, !after.Complete.IsZero(), killed.Run+1)
+	}
+	total := 0
+	for _, p := range after.Plans {
+		total += len(p.Chunks)
+	}
+	if len(after.Done) != total {
+		t.Fatalf("run %d: %d of %d chunks done", after.Run, len(after.Done), total)
+	}
+	checkTarget(ctx, t, tcfg, coll, table)
 }
 
 // TestSnapshotWithConcurrentWrites is the concurrent-writes case.
