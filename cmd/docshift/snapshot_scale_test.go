@@ -353,9 +353,3 @@ func TestSnapshotRestartAfterKill(t *testing.T) {
 	}
 	checkTarget(ctx, t, tcfg, coll, table)
 }
-
-// TestSnapshotWithConcurrentWrites is the concurrent-writes case.
-func TestSnapshotWithConcurrentWrites(t *testing.T) {
-	t.Skip("covered by TestProduceDuringSnapshot (produce_test.go, the change-stream producer's owner): " +
-		"writes during a multi-process snapshot with the producer running from before it were not yet combined here")
-}
