@@ -29,6 +29,10 @@ type Config struct {
 	// records and batches), so at the runtime's default of 100 the
 	// collector runs every few megabytes of records.
 	GCPercent int
+
+	// joinStagger delays the making of worker i by i times it (tests: a
+	// group that forms over several rebalances).
+	joinStagger time.Duration
 }
 
 // DefaultConfig returns the defaults. A chunk of 20,000 documents (at most

@@ -102,7 +102,9 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 
 	// The workers join their group while the collections are planned: a
 	// task waits in handle until the follower has read its run, so a worker
-	// never reads ahead of the recorded state.
+	// never reads ahead of the recorded state, and until the group has
+	// settled (see groupSettler), which is watched from the moment the
+	// workers join.
 	wctx, stopWorkers := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	werr := make(chan error, s.cfg.Workers)
@@ -110,11 +112,21 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 		stopWorkers()
 		wg.Wait()
 	}()
-	for i := range s.cfg.Workers {
-		w, err := newWorker(ctx, sh, i)
-		if err != nil {
-			return nil, err
+	var workers []*worker
+	sh.group = newGroupSettler(admin, s.topics.SnapshotGroup(), s.topics.SnapshotTasks(), func() []string {
+		ids := make([]string, len(workers))
+		for i, w := range workers {
+			ids[i] = w.memberID()
 		}
+		return ids
+	}, s.log)
+	// Made at once, the workers join at once: a member joining a moment
+	// after the group formed costs it another rebalance.
+	workers, err = newWorkers(ctx, sh)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -123,6 +135,11 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sh.group.run(wctx)
+	}()
 
 	var planner *kgo.Client
 	if !s.cfg.WorkerOnly {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -31,6 +32,11 @@ type worker struct {
 	name string // transactional id
 	sess *kgo.GroupTransactSession
 	sh   *shared
+	// revoked is set when the group takes a partition from this worker
+	// (or it loses them all) and cleared when a transaction ends: the
+	// session then aborts the next transaction at its end, whatever it
+	// read, so a task polled meanwhile is given back unread.
+	revoked atomic.Bool
 }
 
 // shared is what the workers of one process share.
@@ -46,13 +52,16 @@ type shared struct {
 	// conflicts counts values that did not fit their columns and logs the
 	// first of each kind once.
 	conflicts *schemas.ConflictReporter
+	// group tells when the workers' group has settled.
+	group *groupSettler
 	// schemas by namespace, registered once per process.
 	mu      sync.Mutex
 	schemas map[string]*schemas.Schema
 }
 
 func newWorker(ctx context.Context, sh *shared, i int) (*worker, error) {
-	name := fmt.Sprintf("%s-snapshot-%s-%d", sh.topics.Prefix, sh.cfg.WorkerID, i)
+	w := &worker{name: fmt.Sprintf("%s-snapshot-%s-%d", sh.topics.Prefix, sh.cfg.WorkerID, i), sh: sh}
+	name := w.name
 	tasks := sh.topics.SnapshotTasks()
 	sess, err := kgo.NewGroupTransactSession(topic.ClientOpts(sh.topics, sh.log,
 		kgo.TransactionalID(name),
@@ -68,7 +77,7 @@ func newWorker(ctx context.Context, sh *shared, i int) (*worker, error) {
 		// process joins at about the same time) settle in a fraction of a
 		// second, before most chunk transactions begin: a rebalance aborts
 		// the transaction in flight.
-		kgo.HeartbeatInterval(250*time.Millisecond),
+		kgo.HeartbeatInterval(100*time.Millisecond),
 		// Tasks are few and small: a short long-poll hands a new one over
 		// at once even where the broker does not wake a waiting
 		// read-committed fetch when the task's transaction commits.
@@ -79,6 +88,14 @@ func newWorker(ctx context.Context, sh *shared, i int) (*worker, error) {
 		// than on records (measured: half its CPU saved). Nothing waits on
 		// this latency; a chunk's end flushes at once.
 		kgo.ProducerLinger(50*time.Millisecond),
+		// As the session does: a cooperative rebalance that takes nothing
+		// from this worker leaves its transaction alone.
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, rev map[string][]int32) {
+			if len(rev) > 0 {
+				w.revoked.Store(true)
+			}
+		}),
+		kgo.OnPartitionsLost(func(context.Context, *kgo.Client, map[string][]int32) { w.revoked.Store(true) }),
 	)...)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot worker %s: %w", name, err)
@@ -87,7 +104,40 @@ func newWorker(ctx context.Context, sh *shared, i int) (*worker, error) {
 		sess.Close()
 		return nil, err
 	}
-	return &worker{name: name, sess: sess, sh: sh}, nil
+	w.sess = sess
+	return w, nil
+}
+
+// newWorkers makes the process's cfg.Workers workers concurrently.
+func newWorkers(ctx context.Context, sh *shared) ([]*worker, error) {
+	ws := make([]*worker, sh.cfg.Workers)
+	errs := make([]error, len(ws))
+	var wg sync.WaitGroup
+	for i := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i) * sh.cfg.joinStagger)
+			ws[i], errs[i] = newWorker(ctx, sh, i)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, w := range ws {
+			if w != nil {
+				w.sess.Close()
+			}
+		}
+		return nil, err
+	}
+	return ws, nil
+}
+
+// memberID returns the worker's member id in its group ("" before it has
+// joined).
+func (w *worker) memberID() string {
+	id, _ := w.sess.Client().GroupMetadata()
+	return id
 }
 
 // run takes tasks until ctx is done and returns ctx.Err() then; it returns
@@ -133,12 +183,28 @@ func (w *worker) handle(ctx context.Context, rec *kgo.Record) error {
 	if err != nil {
 		return err
 	}
+	id := t.Chunk.ID()
+	_, done := st.Done[id]
+	read := t.Run == st.Run && !done
+	if read {
+		if err := w.sh.group.wait(ctx); err != nil {
+			return err
+		}
+		if w.revoked.Swap(false) {
+			// The session would abort this chunk's transaction at its end:
+			// give the task back unread. End rewinds to the committed
+			// offsets, so the task comes again while its partition is ours.
+			if _, err := w.sess.End(ctx, kgo.TryAbort); err != nil {
+				return fmt.Errorf("snapshot worker %s: giving back chunk %s after a rebalance: %w", w.name, id, err)
+			}
+			w.sh.log.Debug("a rebalance took partitions before the chunk was read; giving its task back", "chunk", id, "worker", w.name)
+			return nil
+		}
+	}
 	if err := w.sess.Begin(); err != nil {
 		return fmt.Errorf("snapshot worker %s: beginning a transaction: %w", w.name, err)
 	}
 	var committed bool
-	id := t.Chunk.ID()
-	_, done := st.Done[id]
 	switch {
 	case t.Run != st.Run:
 		w.sh.log.Debug("skipping a task of another run", "chunk", id, "task_run", t.Run, "run", st.Run)
@@ -158,6 +224,7 @@ func (w *worker) handle(ctx context.Context, rec *kgo.Record) error {
 			}
 		}(time.Now(), &committed)
 	}
+	w.revoked.Store(false) // End starts the session over
 	committed, err = w.sess.End(ctx, kgo.TryCommit)
 	if err != nil {
 		return fmt.Errorf("snapshot worker %s: committing chunk %s: %w", w.name, id, err)

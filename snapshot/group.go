@@ -1,0 +1,105 @@
+package snapshot
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// settleMax bounds the wait for the workers' group to settle before the
+// first chunk: past it, workers read anyway (a rebalance then costs the
+// chunks it aborts, nothing more).
+const settleMax = 3 * time.Second
+
+// settlePoll is how often the group is described while it forms.
+const settlePoll = 25 * time.Millisecond
+
+// groupSettler tells when the snapshot workers' consumer group has settled:
+// it is stable, every worker of this process is a member, and every task
+// partition is assigned. A chunk read while the group still forms is
+// aborted by the rebalance that completes it and read again (measured: a
+// new group of four workers joining in two generations aborted three of the
+// ten chunks of a 200k-document collection), so workers wait for it before
+// their first chunk. It is watched from the moment the workers join, while
+// the collections are planned.
+type groupSettler struct {
+	admin   *kadm.Client
+	group   string
+	topic   string          // the task topic
+	members func() []string // the member ids of this process's workers ("" before joining)
+	log     *slog.Logger
+
+	max     time.Duration // the longest wait (settleMax)
+	done    chan struct{} // closed by run
+	settled bool          // whether it did, once done is closed
+}
+
+func newGroupSettler(cl *kgo.Client, group, topic string, members func() []string, log *slog.Logger) *groupSettler {
+	return &groupSettler{admin: kadm.NewClient(cl), group: group, topic: topic, members: members, log: log,
+		max: settleMax, done: make(chan struct{})}
+}
+
+// wait returns once the group has settled or run has given up on it, or
+// with ctx.Err() when ctx is done first.
+func (g *groupSettler) wait(ctx context.Context) error {
+	select {
+	case <-g.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// run describes the group until it has settled, settleMax has passed or ctx
+// is done, and then releases every wait.
+func (g *groupSettler) run(ctx context.Context) {
+	defer close(g.done)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, g.max)
+	defer cancel()
+	partitions := 0
+	for {
+		if partitions == 0 {
+			if td, err := g.admin.ListTopics(ctx, g.topic); err == nil && td.Error() == nil {
+				partitions = len(td[g.topic].Partitions)
+			}
+		}
+		if partitions > 0 && g.stable(ctx, partitions) {
+			g.settled = true
+			g.log.Debug("snapshot workers' group settled", "group", g.group, "waited_seconds", time.Since(start).Seconds())
+			return
+		}
+		select {
+		case <-ctx.Done():
+			g.log.Debug("snapshot workers' group did not settle; reading anyway", "group", g.group, "waited_seconds", time.Since(start).Seconds())
+			return
+		case <-time.After(settlePoll):
+		}
+	}
+}
+
+// stable reports whether the group is stable with every local worker a
+// member and all partitions of the task topic assigned.
+func (g *groupSettler) stable(ctx context.Context, partitions int) bool {
+	dg, err := g.admin.DescribeGroups(ctx, g.group)
+	if err != nil {
+		return false
+	}
+	d, ok := dg[g.group]
+	if !ok || d.Err != nil || d.State != "Stable" {
+		return false
+	}
+	in := make(map[string]bool, len(d.Members))
+	for _, m := range d.Members {
+		in[m.MemberID] = true
+	}
+	for _, id := range g.members() {
+		if !in[id] {
+			return false
+		}
+	}
+	return len(d.AssignedPartitions()[g.topic]) == partitions
+}
