@@ -178,7 +178,16 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 		return err
 	}
 	s.namespaces = nss
-	if s.cfg.Restart || st.Run == 0 {
+	newRun := s.cfg.Restart || st.Run == 0
+	// The collections without a plan are planned while the run is recorded
+	// and their topics and schemas are made ready.
+	pctx, stopPlanning := context.WithCancel(ctx)
+	defer stopPlanning()
+	ahead := s.planAhead(pctx, nss, func(ns string) bool {
+		_, ok := st.Plans[ns]
+		return newRun || !ok
+	})
+	if newRun {
 		run := st.Run + 1
 		s.enablePreImages(ctx, nss)
 		start, err := source.ClusterTimeAfter(ctx, s.mongo, time.Now())
@@ -209,10 +218,20 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 		if _, ok := st.Plans[ns]; ok {
 			continue
 		}
-		coll := s.mongo.Database(c.Source.Database).Collection(c.Source.Collection)
-		count, size, chunks, err := plan(ctx, coll, ns, s.cfg)
-		if err != nil {
-			return err
+		var planned plannedCollection
+		if ch := ahead[ns]; ch != nil {
+			select {
+			case planned = <-ch:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		} else { // not planned ahead: the state had its plan when prepare began
+			coll := s.mongo.Database(c.Source.Database).Collection(c.Source.Collection)
+			planned.count, planned.size, planned.chunks, planned.err = plan(ctx, coll, ns, s.cfg)
+		}
+		count, size, chunks := planned.count, planned.size, planned.chunks
+		if planned.err != nil {
+			return planned.err
 		}
 		p := Plan{Run: st.Run, Namespace: ns, Topic: recTopic, Documents: count, Bytes: size,
 			Chunks: chunks, PlannedAt: time.Now().UTC()}
@@ -246,6 +265,39 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 	}
 	_, err = sh.follower.waitFor(ctx, s.allPlanned)
 	return err
+}
+
+// plannedCollection is the outcome of plan for one collection.
+type plannedCollection struct {
+	count, size int64
+	chunks      []Chunk
+	err         error
+}
+
+// planAhead plans, one after another in the background, the collections of
+// nss that need a plan, and returns where each outcome will be (a channel
+// per collection planned, holding its one outcome).
+func (s *Snapshot) planAhead(ctx context.Context, nss []schemas.Namespace, need func(ns string) bool) map[string]chan plannedCollection {
+	out := map[string]chan plannedCollection{}
+	var todo []schemas.Namespace
+	for _, n := range nss {
+		if ns := s.mapping.Lookup(n).Source.String(); need(ns) {
+			out[ns] = make(chan plannedCollection, 1)
+			todo = append(todo, n)
+		}
+	}
+	go func() {
+		for _, n := range todo {
+			c := s.mapping.Lookup(n)
+			var p plannedCollection
+			p.count, p.size, p.chunks, p.err = plan(ctx, s.mongo.Database(c.Source.Database).Collection(c.Source.Collection), c.Source.String(), s.cfg)
+			out[c.Source.String()] <- p
+			if p.err != nil || ctx.Err() != nil {
+				return
+			}
+		}
+	}()
+	return out
 }
 
 // partitionCount returns the number of partitions of a topic.
