@@ -22,11 +22,9 @@ const maxExactInt = 1 << 53
 // columnValue converts a BSON value to the Go value of a column of type t, the
 // form the Avro codec writes. It reports false when the value does not fit
 // without loss (the caller keeps it in _extra). The rules are in
-// docs/types.md; BSON null is handled by the caller.
+// docs/types.md; BSON null is handled by the caller, and numeric(p,s) by
+// decimalValue (pathNode.value picks).
 func columnValue(t SQLType, v bson.RawValue) (any, bool) {
-	if p, s, ok := t.decimal(); ok {
-		return decimalValue(v, p, s)
-	}
 	switch t {
 	case Text:
 		return textValue(v)

@@ -52,8 +52,9 @@ type Collection struct {
 	OnConflict       string     `yaml:"on_conflict"`
 	RowLevelSecurity bool       `yaml:"row_level_security"`
 
-	line int
-	tree *pathNode
+	line       int
+	tree       *pathNode
+	tenantPath []string // Tenant.Field split at its dots, once
 }
 
 // Child maps an array of sub-documents to a child table: one row per array
@@ -353,6 +354,9 @@ func (m *Mapping) Validate() error {
 			return err
 		}
 		c.tree = tree
+		if c.Tenant.Field != "" {
+			c.tenantPath = strings.Split(c.Tenant.Field, ".")
+		}
 	}
 	return nil
 }

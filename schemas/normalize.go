@@ -240,7 +240,11 @@ func (c *Collection) tenant(database string, doc bson.Raw) (string, error) {
 	case c.Tenant.Database:
 		return database, nil
 	}
-	v, err := doc.LookupErr(strings.Split(c.Tenant.Field, ".")...)
+	path := c.tenantPath
+	if path == nil {
+		path = strings.Split(c.Tenant.Field, ".")
+	}
+	v, err := doc.LookupErr(path...)
 	if err != nil {
 		return "", fmt.Errorf("%w: field %q is missing", ErrNoTenant, c.Tenant.Field)
 	}
