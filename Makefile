@@ -27,8 +27,8 @@ unit: ## run the tests that need no services (integration tests skip)
 demo: build services-up ## seed a multi-tenant data set, run snapshot -> Kafka -> consumer, print counts per tenant
 	$(WITH_ENV) scripts/demo.sh $(BIN)
 
-bench: services-up ## run the benchmarks (DOCSHIFT_BENCH_RECORDS=1000000,4000000 for bigger topics, DOCSHIFT_BENCH_DOCS=1000000,4000000 for bigger snapshots, with DOCSHIFT_BENCH_CHUNK_DOCS=200000 and DOCSHIFT_MONGO_HEAP=12g on the test server)
-	$(WITH_ENV) $(GO) test -run '^$$' -bench . -benchtime 1x -benchmem -timeout 60m ./...
+bench: services-up ## run the benchmarks, one package at a time so that none measures while another loads the machine (DOCSHIFT_BENCH_RECORDS=1000000,4000000 for bigger topics; snapshots of 200k and 1M documents by default, DOCSHIFT_BENCH_DOCS=4000000 with DOCSHIFT_BENCH_CHUNK_DOCS=200000 and DOCSHIFT_MONGO_HEAP=12g on the test server for 4M)
+	$(WITH_ENV) $(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -benchmem -timeout 60m ./...
 
 lint: ## go vet and gofmt
 	$(GO) vet ./...
