@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/docshift/docshift/internal/services"
 	"github.com/docshift/docshift/schemas"
@@ -58,7 +60,7 @@ func TestGroupSettler(t *testing.T) {
 		members = append(members, cl)
 		mu.Unlock()
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	quiet := quietTestLog()
 	s := newGroupSettler(admin, tcfg.SnapshotGroup(), tcfg.SnapshotTasks(), ids, quiet)
 	go s.run(ctx)
 	if err := s.wait(ctx); err != nil {
@@ -109,43 +111,105 @@ func TestGroupSettler(t *testing.T) {
 // chunk read while the group still formed used to be aborted by the
 // rebalance that completed it and read again.
 func TestFormingGroupReadsEachChunkOnce(t *testing.T) {
+	const n = 20_000
+	r := newOrdersRig(t, n)
+	cfg := r.config(4)
+	cfg.joinStagger = 100 * time.Millisecond
+	for run := range 3 {
+		cfg.Restart = run > 0
+		reg := prometheus.NewRegistry()
+		if _, err := New(cfg, r.mapping, r.mongo, r.topics, quietTestLog(), reg, nil).Run(r.ctx); err != nil {
+			t.Fatal(err)
+		}
+		read, aborted := counter(t, reg, "docshift_snapshot_documents_read_total"), counter(t, reg, "docshift_snapshot_chunks_aborted_total")
+		if read != n || aborted != 0 {
+			t.Errorf("run %d: read %v documents of %d, aborted %v chunk transactions; want every chunk read once", run+1, read, n, aborted)
+		}
+	}
+}
+
+// TestPlannerWithoutWorkers: a process with --workers 0 plans and watches
+// while a --worker process reads every chunk; both finish with the run.
+func TestPlannerWithoutWorkers(t *testing.T) {
+	const n = 20_000
+	r := newOrdersRig(t, n)
+	planner, worker := r.config(0), r.config(2)
+	planner.WorkerID += "-planner"
+	worker.WorkerID += "-worker"
+	worker.WorkerOnly = true
+	errs := make(chan error, 2)
+	for _, cfg := range []Config{worker, planner} {
+		go func() {
+			_, err := New(cfg, r.mapping, r.mongo, r.topics, quietTestLog(), nil, nil).Run(r.ctx)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := ReadState(r.ctx, r.topics, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs int64
+	for id, d := range st.Done {
+		docs += d.Documents
+		if !strings.Contains(d.Worker, worker.WorkerID) {
+			t.Errorf("chunk %s was read by %s, not by the worker process", id, d.Worker)
+		}
+	}
+	if docs != n || st.Complete.IsZero() {
+		t.Fatalf("the run recorded %d documents (complete: %v), want %d", docs, !st.Complete.IsZero(), n)
+	}
+}
+
+// ordersRig is a collection of n orders on the real MongoDB wire server,
+// its mapping, and a topic prefix of the test's own on the real broker.
+type ordersRig struct {
+	ctx     context.Context
+	mongo   *mongo.Client
+	topics  topic.Config
+	mapping *schemas.Mapping
+	db      string
+	n       int
+}
+
+func newOrdersRig(t *testing.T, n int) *ordersRig {
 	_, mc := services.Mongo(t)
 	tcfg, _ := services.Kafka(t)
-	ctx := services.Context(t, 3*time.Minute)
-	db := services.Unique(t)
-	coll := mc.Database(db).Collection("orders")
+	r := &ordersRig{ctx: services.Context(t, 3*time.Minute), mongo: mc, topics: tcfg, db: services.Unique(t), n: n}
+	coll := mc.Database(r.db).Collection("orders")
 	t.Cleanup(func() { _ = coll.Database().Drop(context.Background()) })
-	const n = 20_000
 	docs := make([]any, 0, n)
 	for i := range n {
 		docs = append(docs, bson.D{{Key: "_id", Value: int64(i)}, {Key: "tenant_id", Value: fmt.Sprintf("tenant-%d", i%5)},
 			{Key: "n", Value: int64(i)}})
 	}
-	if _, err := coll.InsertMany(ctx, docs); err != nil {
+	if _, err := coll.InsertMany(r.ctx, docs); err != nil {
 		t.Fatal(err)
 	}
 	m, err := schemas.ParseMapping("m.yaml", fmt.Appendf(nil,
-		"collections:\n  - source: %s.orders\n    tenant: {field: tenant_id}\n    columns:\n      - {path: n, type: bigint}\n", db))
+		"collections:\n  - source: %s.orders\n    tenant: {field: tenant_id}\n    columns:\n      - {path: n, type: bigint}\n", r.db))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
-	cfg.WorkerID = db
-	cfg.Workers = 4
-	cfg.ChunkDocs = n / 10
-	cfg.joinStagger = 100 * time.Millisecond
-	for r := range 3 {
-		cfg.Restart = r > 0
-		reg := prometheus.NewRegistry()
-		if _, err := New(cfg, m, mc, tcfg, slog.New(slog.NewTextHandler(io.Discard, nil)), reg, nil).Run(ctx); err != nil {
-			t.Fatal(err)
-		}
-		read, aborted := counter(t, reg, "docshift_snapshot_documents_read_total"), counter(t, reg, "docshift_snapshot_chunks_aborted_total")
-		if read != n || aborted != 0 {
-			t.Errorf("run %d: read %v documents of %d, aborted %v chunk transactions; want every chunk read once", r+1, read, n, aborted)
-		}
-	}
+	r.mapping = m
+	return r
 }
+
+// config is the snapshot config of one process with the given workers, in
+// chunks of a tenth of the collection.
+func (r *ordersRig) config(workers int) Config {
+	cfg := DefaultConfig()
+	cfg.WorkerID = r.db
+	cfg.Workers = workers
+	cfg.ChunkDocs = r.n / 10
+	return cfg
+}
+
+func quietTestLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // counter sums the values of a counter family in reg (0 when it has none).
 func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {

@@ -135,11 +135,13 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 			}
 		}()
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sh.group.run(wctx)
-	}()
+	if len(workers) > 0 { // --workers 0 plans and watches: no group to wait for
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sh.group.run(wctx)
+		}()
+	}
 
 	var planner *kgo.Client
 	if !s.cfg.WorkerOnly {
