@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -39,54 +38,21 @@ func (c *Checkpoint) record(topicName string) (*kgo.Record, error) {
 
 // ReadCheckpoints reads every stream's last committed checkpoint.
 func ReadCheckpoints(ctx context.Context, tc topic.Config) (map[string]*Checkpoint, error) {
-	name := tc.Streams()
-	cl, err := topic.NewClient(ctx, tc, nil,
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{name: {0: kgo.NewOffset().AtStart()}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-		kgo.FetchMaxWait(200*time.Millisecond),
-	)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, name)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the end of checkpoint topic %s: %w", name, err)
-	}
-	end, _ := ends.Lookup(name, 0)
 	out := map[string]*Checkpoint{}
-	for next := int64(0); next < end.Offset; {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	err := topic.ReadLog(ctx, tc, tc.Streams(), nil, func(r *kgo.Record) error {
+		if r.Value == nil {
+			delete(out, string(r.Key))
+			return nil
 		}
-		ferr := topic.FetchErr(fs, nil)
-		if ferr != nil {
-			return nil, fmt.Errorf("reading the checkpoint topic: %w", ferr)
+		var c Checkpoint
+		if err := json.Unmarshal(r.Value, &c); err != nil || c.Stream != string(r.Key) {
+			return fmt.Errorf("not a checkpoint of stream %q", r.Key)
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			next = r.Offset + 1
-			if r.Attrs.IsControl() || ferr != nil {
-				return
-			}
-			if r.Value == nil {
-				delete(out, string(r.Key))
-				return
-			}
-			var c Checkpoint
-			if err := json.Unmarshal(r.Value, &c); err != nil || c.Stream != string(r.Key) {
-				ferr = fmt.Errorf("checkpoint topic %s offset %d: not a checkpoint of stream %q", name, r.Offset, r.Key)
-				return
-			}
-			out[c.Stream] = &c
-		})
-		if ferr != nil {
-			return nil, ferr
-		}
+		out[c.Stream] = &c
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the checkpoint topic: %w", err)
 	}
 	return out, nil
 }

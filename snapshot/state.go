@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/docshift/docshift/topic"
@@ -233,15 +232,7 @@ type follower struct {
 
 func newFollower(ctx context.Context, tc topic.Config, log *slog.Logger) (*follower, error) {
 	name := tc.State()
-	cl, err := topic.NewClient(ctx, tc, log,
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{name: {0: kgo.NewOffset().AtStart()}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// Control records (transaction markers) are returned too, so the
-		// follower's position reaches the last stable offset even when the
-		// log ends with a marker.
-		kgo.KeepControlRecords(),
-		kgo.FetchMaxWait(200*time.Millisecond),
-	)
+	cl, err := topic.NewLogReader(ctx, tc, name, log)
 	if err != nil {
 		return nil, err
 	}
@@ -294,14 +285,10 @@ func (f *follower) snapshot() (*State, <-chan struct{}, error) {
 // sync waits until the follower has read everything committed to the state
 // topic before the call, and returns the state then.
 func (f *follower) sync(ctx context.Context) (*State, error) {
-	ends, err := kadm.NewClient(f.cl).ListCommittedOffsets(ctx, f.topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	end, err := topic.CommittedEnd(ctx, f.cl, f.topic)
 	if err != nil {
-		return nil, fmt.Errorf("reading the end of state topic %s: %w", f.topic, err)
+		return nil, err
 	}
-	end, _ := ends.Lookup(f.topic, 0)
 	for {
 		f.mu.Lock()
 		next, changed, ferr := f.next, f.changed, f.err
@@ -309,7 +296,7 @@ func (f *follower) sync(ctx context.Context) (*State, error) {
 		if ferr != nil {
 			return nil, ferr
 		}
-		if next >= end.Offset {
+		if next >= end {
 			s, _, err := f.snapshot()
 			return s, err
 		}
@@ -344,13 +331,9 @@ func (f *follower) waitFor(ctx context.Context, cond func(*State) bool) (*State,
 // ReadState reads the state topic to its end once: what `docshift status`
 // shows.
 func ReadState(ctx context.Context, tc topic.Config, log *slog.Logger) (*State, error) {
-	f, err := newFollower(ctx, tc, log)
-	if err != nil {
-		return nil, err
+	st := newState()
+	if err := topic.ReadLog(ctx, tc, tc.State(), log, func(r *kgo.Record) error { return st.apply(r.Key, r.Value) }); err != nil {
+		return nil, fmt.Errorf("reading the state topic: %w", err)
 	}
-	defer f.close()
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go f.run(rctx)
-	return f.sync(ctx)
+	return st, nil
 }
