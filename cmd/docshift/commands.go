@@ -8,6 +8,8 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
 	"github.com/docshift/docshift/consumer"
 	"github.com/docshift/docshift/demo"
 	"github.com/docshift/docshift/monitor"
@@ -26,6 +28,20 @@ func loadMapping(path string) (*schemas.Mapping, error) {
 	return schemas.LoadMapping(path)
 }
 
+// mappedSource loads the mapping file and connects to the MongoDB it maps:
+// how every command that reads the source starts.
+func mappedSource(ctx context.Context, path string, cfg source.Config) (*schemas.Mapping, *mongo.Client, error) {
+	m, err := loadMapping(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	mc, err := source.Connect(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, mc, nil
+}
+
 func runSnapshot(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("snapshot", "snapshot --mapping FILE [--worker] [--restart] [flags]")
 	mapping := fs.String("mapping", "", "mapping file (YAML)")
@@ -41,11 +57,7 @@ func runSnapshot(ctx context.Context, args []string, e *env) error {
 	if err := validate(fs, e, &mcfg, &tcfg, &scfg, &moncfg); err != nil {
 		return err
 	}
-	m, err := loadMapping(*mapping)
-	if err != nil {
-		return err
-	}
-	mc, err := source.Connect(ctx, mcfg)
+	m, mc, err := mappedSource(ctx, *mapping, mcfg)
 	if err != nil {
 		return err
 	}
@@ -124,11 +136,7 @@ func runVerify(ctx context.Context, args []string, e *env) error {
 	if err := validate(fs, e, &mcfg, &pcfg); err != nil {
 		return err
 	}
-	m, err := loadMapping(*mapping)
-	if err != nil {
-		return err
-	}
-	mc, err := source.Connect(ctx, mcfg)
+	m, mc, err := mappedSource(ctx, *mapping, mcfg)
 	if err != nil {
 		return err
 	}

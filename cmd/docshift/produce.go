@@ -30,11 +30,7 @@ func runProduce(ctx context.Context, args []string, e *env) error {
 	if err := validate(fs, e, &mcfg, &tcfg, &pcfg, &moncfg); err != nil {
 		return err
 	}
-	m, err := loadMapping(*mapping)
-	if err != nil {
-		return err
-	}
-	mc, err := source.Connect(ctx, mcfg)
+	m, mc, err := mappedSource(ctx, *mapping, mcfg)
 	if err != nil {
 		return err
 	}
