@@ -229,3 +229,47 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return sum
 }
+
+// TestRestartReadsNoTaskOfTheOldRun stops a run part-way (its unfinished
+// tasks stay in the task topic) and starts a new one with Restart on the
+// real services: the new run reads each of its chunks once and no chunk of
+// the old run, and records every document.
+func TestRestartReadsNoTaskOfTheOldRun(t *testing.T) {
+	const n = 100_000
+	r := newOrdersRig(t, n)
+	cfg := r.config(4)
+	cfg.ChunkDocs = n / 20
+
+	reg := prometheus.NewRegistry()
+	ctx, stop := context.WithCancel(r.ctx)
+	defer stop()
+	go func() {
+		for ctx.Err() == nil && counter(t, reg, "docshift_snapshot_documents_read_total") < float64(2*cfg.ChunkDocs) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		stop()
+	}()
+	if _, err := New(cfg, r.mapping, r.mongo, r.topics, quietTestLog(), reg, nil).Run(ctx); err == nil {
+		t.Fatal("the first run completed before it was stopped; nothing is left for the restart to skip")
+	}
+
+	cfg.Restart = true
+	reg = prometheus.NewRegistry()
+	if _, err := New(cfg, r.mapping, r.mongo, r.topics, quietTestLog(), reg, nil).Run(r.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if read := counter(t, reg, "docshift_snapshot_documents_read_total"); read != n {
+		t.Errorf("the restarted run read %v documents, want %d: each of its chunks once, none of the old run", read, n)
+	}
+	st, err := ReadState(r.ctx, r.topics, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs int64
+	for _, d := range st.Done {
+		docs += d.Documents
+	}
+	if st.Run != 2 || st.Complete.IsZero() || docs != n {
+		t.Fatalf("state: run %d complete %v with %d documents, want run 2 complete with %d", st.Run, !st.Complete.IsZero(), docs, n)
+	}
+}

@@ -98,7 +98,10 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 	sh := &shared{cfg: s.cfg, mapping: s.mapping, mongo: s.mongo, topics: s.topics,
 		registry: registry, follower: f, metrics: m, log: s.log,
 		conflicts: schemas.NewConflictReporter(s.log, s.reg),
-		schemas:   map[string]*schemas.Schema{}}
+		schemas:   map[string]*schemas.Schema{}, run: make(chan struct{})}
+	if s.cfg.WorkerOnly {
+		close(sh.run)
+	}
 
 	// The workers join their group while the collections are planned: a
 	// task waits in handle until the follower has read its run, so a worker
@@ -207,6 +210,7 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 	} else {
 		s.log.Info("resuming snapshot run", "run", st.Run, "chunks_done", len(st.Done))
 	}
+	close(sh.run)
 	for _, n := range nss {
 		c := s.mapping.Lookup(n)
 		ns := c.Source.String()

@@ -54,6 +54,11 @@ type shared struct {
 	conflicts *schemas.ConflictReporter
 	// group tells when the workers' group has settled.
 	group *groupSettler
+	// run is closed once this process knows the current run: at once in
+	// a --worker process; in the planning process once it has recorded a
+	// new run or chosen to resume the last one. Until then a task of an
+	// earlier run could pass for one of the current run.
+	run chan struct{}
 	// schemas by namespace, registered once per process.
 	mu      sync.Mutex
 	schemas map[string]*schemas.Schema
@@ -175,6 +180,11 @@ func (w *worker) handle(ctx context.Context, rec *kgo.Record) error {
 	t, err := decodeTask(rec.Value)
 	if err != nil {
 		return fmt.Errorf("task at %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+	}
+	select {
+	case <-w.sh.run:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	// The task's run and plan were committed before or with the task: once
 	// the follower has read that far, the state says whether it is current
