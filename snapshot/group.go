@@ -58,23 +58,32 @@ func (g *groupSettler) wait(ctx context.Context) error {
 func (g *groupSettler) run(ctx context.Context) {
 	defer close(g.done)
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, g.max)
+	wctx, cancel := context.WithTimeout(ctx, g.max)
 	defer cancel()
 	partitions := 0
+	var why error // why the last look found the group unsettled, when a request failed
 	for {
 		if partitions == 0 {
-			if td, err := g.admin.ListTopics(ctx, g.topic); err == nil && td.Error() == nil {
-				partitions = len(td[g.topic].Partitions)
+			td, err := g.admin.ListTopics(wctx, g.topic)
+			if err == nil {
+				err = td.Error()
+			}
+			partitions, why = len(td[g.topic].Partitions), err
+		}
+		if partitions > 0 {
+			var ok bool
+			if ok, why = g.stable(wctx, partitions); ok {
+				g.settled = true
+				g.log.Debug("snapshot workers' group settled", "group", g.group, "waited_seconds", time.Since(start).Seconds())
+				return
 			}
 		}
-		if partitions > 0 && g.stable(ctx, partitions) {
-			g.settled = true
-			g.log.Debug("snapshot workers' group settled", "group", g.group, "waited_seconds", time.Since(start).Seconds())
-			return
-		}
 		select {
-		case <-ctx.Done():
-			g.log.Debug("snapshot workers' group did not settle; reading anyway", "group", g.group, "waited_seconds", time.Since(start).Seconds())
+		case <-wctx.Done():
+			if ctx.Err() == nil { // not shutting down: say so, the first chunks may be read twice
+				g.log.Info("snapshot workers' group did not settle; reading anyway", "group", g.group,
+					"waited_seconds", time.Since(start).Seconds(), "last_error", why)
+			}
 			return
 		case <-time.After(settlePoll):
 		}
@@ -82,15 +91,22 @@ func (g *groupSettler) run(ctx context.Context) {
 }
 
 // stable reports whether the group is stable with every local worker a
-// member and all partitions of the task topic assigned.
-func (g *groupSettler) stable(ctx context.Context, partitions int) bool {
+// member and all partitions of the task topic assigned, or the error that
+// kept it from telling.
+func (g *groupSettler) stable(ctx context.Context, partitions int) (bool, error) {
 	dg, err := g.admin.DescribeGroups(ctx, g.group)
 	if err != nil {
-		return false
+		return false, err
 	}
 	d, ok := dg[g.group]
-	if !ok || d.Err != nil || d.State != "Stable" {
-		return false
+	if !ok {
+		return false, nil
+	}
+	if d.Err != nil {
+		return false, d.Err
+	}
+	if d.State != "Stable" {
+		return false, nil
 	}
 	in := make(map[string]bool, len(d.Members))
 	for _, m := range d.Members {
@@ -98,8 +114,8 @@ func (g *groupSettler) stable(ctx context.Context, partitions int) bool {
 	}
 	for _, id := range g.members() {
 		if !in[id] {
-			return false
+			return false, nil
 		}
 	}
-	return len(d.AssignedPartitions()[g.topic]) == partitions
+	return len(d.AssignedPartitions()[g.topic]) == partitions, nil
 }
