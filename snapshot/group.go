@@ -11,8 +11,11 @@ import (
 
 // settleMax bounds the wait for the workers' group to settle before the
 // first chunk: past it, workers read anyway (a rebalance then costs the
-// chunks it aborts, nothing more).
-const settleMax = 3 * time.Second
+// chunks it aborts, nothing more). It is the workers' session timeout: a
+// broker delays the first rebalance of a new group (3 s by default, its
+// group.initial.rebalance.delay.ms), and a member silent for longer than
+// the session timeout is not waited for by the group either.
+const settleMax = workerSessionTimeout
 
 // settlePoll is how often the group is described while it forms.
 const settlePoll = 25 * time.Millisecond

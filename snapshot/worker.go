@@ -77,7 +77,7 @@ func newWorker(ctx context.Context, sh *shared, i int) (*worker, error) {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
-		kgo.SessionTimeout(10*time.Second),
+		kgo.SessionTimeout(workerSessionTimeout),
 		// Frequent heartbeats let a forming group (every worker of every
 		// process joins at about the same time) settle in a fraction of a
 		// second, before most chunk transactions begin: a rebalance aborts
@@ -112,6 +112,10 @@ func newWorker(ctx context.Context, sh *shared, i int) (*worker, error) {
 	w.sess = sess
 	return w, nil
 }
+
+// workerSessionTimeout is how long the group waits for a silent worker
+// before its tasks move.
+const workerSessionTimeout = 10 * time.Second
 
 // newWorkers makes the process's cfg.Workers workers concurrently.
 func newWorkers(ctx context.Context, sh *shared) ([]*worker, error) {
