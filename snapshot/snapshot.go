@@ -115,7 +115,12 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 		stopWorkers()
 		wg.Wait()
 	}()
-	var workers []*worker
+	// Made at once, the workers join at once: a member joining a moment
+	// after the group formed costs it another rebalance.
+	workers, err := newWorkers(ctx, sh)
+	if err != nil {
+		return nil, err
+	}
 	sh.group = newGroupSettler(admin, s.topics.SnapshotGroup(), s.topics.SnapshotTasks(), func() []string {
 		ids := make([]string, len(workers))
 		for i, w := range workers {
@@ -123,12 +128,6 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 		}
 		return ids
 	}, s.log)
-	// Made at once, the workers join at once: a member joining a moment
-	// after the group formed costs it another rebalance.
-	workers, err = newWorkers(ctx, sh)
-	if err != nil {
-		return nil, err
-	}
 	for _, w := range workers {
 		wg.Add(1)
 		go func() {
@@ -184,14 +183,17 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 	}
 	s.namespaces = nss
 	newRun := s.cfg.Restart || st.Run == 0
-	// The collections without a plan are planned while the run is recorded
-	// and their topics and schemas are made ready.
+	// The collections without a plan (every one, in a new run) are planned
+	// while the run is recorded and their topics and schemas are made ready.
+	var todo []*schemas.Collection
+	for _, n := range nss {
+		if c := s.mapping.Lookup(n); newRun || st.Plans[c.Source.String()] == nil {
+			todo = append(todo, c)
+		}
+	}
 	pctx, stopPlanning := context.WithCancel(ctx)
 	defer stopPlanning()
-	ahead := s.planAhead(pctx, nss, func(ns string) bool {
-		_, ok := st.Plans[ns]
-		return newRun || !ok
-	})
+	ahead := s.planAhead(pctx, todo)
 	if newRun {
 		run := st.Run + 1
 		s.enablePreImages(ctx, nss)
@@ -224,16 +226,11 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 		if _, ok := st.Plans[ns]; ok {
 			continue
 		}
-		var planned plannedCollection
-		if ch := ahead[ns]; ch != nil {
-			select {
-			case planned = <-ch:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		} else { // not planned ahead: the state had its plan when prepare began
-			coll := s.mongo.Database(c.Source.Database).Collection(c.Source.Collection)
-			planned.count, planned.size, planned.chunks, planned.err = plan(ctx, coll, ns, s.cfg)
+		var planned plannedCollection // in todo: a new run has no plans, a resumed one the same as then
+		select {
+		case planned = <-ahead[ns]:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 		count, size, chunks := planned.count, planned.size, planned.chunks
 		if planned.err != nil {
@@ -280,23 +277,19 @@ type plannedCollection struct {
 	err         error
 }
 
-// planAhead plans, one after another in the background, the collections of
-// nss that need a plan, and returns where each outcome will be (a channel
-// per collection planned, holding its one outcome).
-func (s *Snapshot) planAhead(ctx context.Context, nss []schemas.Namespace, need func(ns string) bool) map[string]chan plannedCollection {
-	out := map[string]chan plannedCollection{}
-	var todo []schemas.Namespace
-	for _, n := range nss {
-		if ns := s.mapping.Lookup(n).Source.String(); need(ns) {
-			out[ns] = make(chan plannedCollection, 1)
-			todo = append(todo, n)
-		}
+// planAhead plans the collections one after another in the background,
+// and returns where each outcome will be: a channel per collection, keyed
+// by its source, that receives its one outcome.
+func (s *Snapshot) planAhead(ctx context.Context, colls []*schemas.Collection) map[string]chan plannedCollection {
+	out := make(map[string]chan plannedCollection, len(colls))
+	for _, c := range colls {
+		out[c.Source.String()] = make(chan plannedCollection, 1)
 	}
 	go func() {
-		for _, n := range todo {
-			c := s.mapping.Lookup(n)
+		for _, c := range colls {
 			var p plannedCollection
-			p.count, p.size, p.chunks, p.err = plan(ctx, s.mongo.Database(c.Source.Database).Collection(c.Source.Collection), c.Source.String(), s.cfg)
+			coll := s.mongo.Database(c.Source.Database).Collection(c.Source.Collection)
+			p.count, p.size, p.chunks, p.err = plan(ctx, coll, c.Source.String(), s.cfg)
 			out[c.Source.String()] <- p
 			if p.err != nil || ctx.Err() != nil {
 				return
