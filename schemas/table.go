@@ -46,11 +46,7 @@ var decimalType = regexp.MustCompile(`^(?:numeric|decimal)\s*\(\s*(\d+)\s*,\s*(\
 
 // decimal returns the precision and scale of numeric(p,s).
 func (t SQLType) decimal() (precision, scale int, ok bool) {
-	s := strings.TrimSpace(string(t))
-	if len(s) < len("numeric(") || !(strings.EqualFold(s[:7], "numeric") || strings.EqualFold(s[:7], "decimal")) {
-		return 0, 0, false // most types: no regexp
-	}
-	m := decimalType.FindStringSubmatch(strings.ToLower(s))
+	m := decimalType.FindStringSubmatch(strings.ToLower(strings.TrimSpace(string(t))))
 	if m == nil {
 		return 0, 0, false
 	}
