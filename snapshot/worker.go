@@ -35,7 +35,7 @@ type worker struct {
 	// revoked is set when the group takes a partition from this worker
 	// (or it loses them all) and cleared when a transaction ends: the
 	// session then aborts the next transaction at its end, whatever it
-	// read, so a task polled meanwhile is given back unread.
+	// did, so a task polled meanwhile is given back untouched.
 	revoked atomic.Bool
 }
 
@@ -204,16 +204,17 @@ func (w *worker) handle(ctx context.Context, rec *kgo.Record) error {
 		if err := w.sh.group.wait(ctx); err != nil {
 			return err
 		}
-		if w.revoked.Swap(false) {
-			// The session would abort this chunk's transaction at its end:
-			// give the task back unread. End rewinds to the committed
-			// offsets, so the task comes again while its partition is ours.
-			if _, err := w.sess.End(ctx, kgo.TryAbort); err != nil {
-				return fmt.Errorf("snapshot worker %s: giving back chunk %s after a rebalance: %w", w.name, id, err)
-			}
-			w.sh.log.Debug("a rebalance took partitions before the chunk was read; giving its task back", "chunk", id, "worker", w.name)
-			return nil
+	}
+	if w.revoked.Swap(false) {
+		// The session would abort this task's transaction at its end,
+		// whatever it did: give the task back untouched. End rewinds to the
+		// committed offsets, so the task comes again while its partition is
+		// ours.
+		if _, err := w.sess.End(ctx, kgo.TryAbort); err != nil {
+			return fmt.Errorf("snapshot worker %s: giving back the task of chunk %s after a rebalance: %w", w.name, id, err)
 		}
+		w.sh.log.Debug("a rebalance took partitions since the last task; giving this one back", "chunk", id, "worker", w.name)
+		return nil
 	}
 	if err := w.sess.Begin(); err != nil {
 		return fmt.Errorf("snapshot worker %s: beginning a transaction: %w", w.name, err)
