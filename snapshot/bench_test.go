@@ -120,16 +120,12 @@ func benchSnapshot(b *testing.B, n int) {
 			b.Fatal(err)
 		}
 		ours = append(ours, float64(n)/elapsed.Seconds())
-		var read int64
 		var chunks []Chunk
 		for _, p := range st.Plans {
 			chunks = append(chunks, p.Chunks...)
 		}
-		for _, d := range st.Done {
-			read += d.Documents
-		}
-		if read != int64(n) || len(st.Done) != len(chunks) {
-			b.Fatalf("round %d: the run recorded %d documents in %d of %d chunks, want %d documents", r+1, read, len(st.Done), len(chunks), n)
+		if read := documentsDone(st); read != int64(n) || len(st.Done) != len(chunks) {
+			b.Fatalf("round %d: the run recorded %d documents in %d of %d chunks, want %d documents", r+1, documentsDone(st), len(st.Done), len(chunks), n)
 		}
 		start := time.Now()
 		got := rawRead(ctx, b, mc, chunks, cfg)

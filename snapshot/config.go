@@ -33,6 +33,9 @@ type Config struct {
 	// joinStagger delays the making of worker i by i times it (tests: a
 	// group that forms over several rebalances).
 	joinStagger time.Duration
+	// revokedAtStart starts every worker as if a rebalance had just taken
+	// partitions from it (tests: the first task is given back).
+	revokedAtStart bool
 }
 
 // DefaultConfig returns the defaults. A chunk of 20,000 documents (at most

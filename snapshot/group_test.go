@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -128,6 +129,64 @@ func TestFormingGroupReadsEachChunkOnce(t *testing.T) {
 	}
 }
 
+// TestGivenBackTasksAreRead starts every worker as if a rebalance had just
+// taken partitions from it, so that each gives its first task back unread
+// (an abort with no transaction open, on the real broker): the tasks come
+// again and every chunk is read once, nothing lost.
+func TestGivenBackTasksAreRead(t *testing.T) {
+	const n = 20_000
+	r := newOrdersRig(t, n)
+	cfg := r.config(4)
+	cfg.revokedAtStart = true
+	var logs syncBuffer
+	reg := prometheus.NewRegistry()
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if _, err := New(cfg, r.mapping, r.mongo, r.topics, log, reg, nil).Run(r.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if given := strings.Count(logs.String(), "giving this one back"); given == 0 {
+		t.Fatal("no task was given back")
+	}
+	read, aborted := counter(t, reg, "docshift_snapshot_documents_read_total"), counter(t, reg, "docshift_snapshot_chunks_aborted_total")
+	if read != n || aborted != 0 {
+		t.Errorf("read %v documents of %d, aborted %v chunk transactions; want every chunk read once", read, n, aborted)
+	}
+	st, err := ReadState(r.ctx, r.topics, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if docs := documentsDone(st); docs != n || st.Complete.IsZero() {
+		t.Fatalf("the run recorded %d documents (complete: %v), want %d", docs, !st.Complete.IsZero(), n)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the log's concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// documentsDone sums the documents recorded done in the current run.
+func documentsDone(st *State) int64 {
+	var n int64
+	for _, p := range st.Progress() {
+		n += p.DocumentsDone
+	}
+	return n
+}
+
 // TestPlannerWithoutWorkers: a process with --workers 0 plans and watches
 // while a --worker process reads every chunk; both finish with the run.
 func TestPlannerWithoutWorkers(t *testing.T) {
@@ -153,13 +212,12 @@ func TestPlannerWithoutWorkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var docs int64
 	for id, d := range st.Done {
-		docs += d.Documents
 		if !strings.Contains(d.Worker, worker.WorkerID) {
 			t.Errorf("chunk %s was read by %s, not by the worker process", id, d.Worker)
 		}
 	}
+	docs := documentsDone(st)
 	if docs != n || st.Complete.IsZero() {
 		t.Fatalf("the run recorded %d documents (complete: %v), want %d", docs, !st.Complete.IsZero(), n)
 	}
@@ -265,10 +323,7 @@ func TestRestartReadsNoTaskOfTheOldRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var docs int64
-	for _, d := range st.Done {
-		docs += d.Documents
-	}
+	docs := documentsDone(st)
 	if st.Run != 2 || st.Complete.IsZero() || docs != n {
 		t.Fatalf("state: run %d complete %v with %d documents, want run 2 complete with %d", st.Run, !st.Complete.IsZero(), docs, n)
 	}

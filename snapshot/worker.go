@@ -110,6 +110,7 @@ func newWorker(ctx context.Context, sh *shared, i int) (*worker, error) {
 		return nil, err
 	}
 	w.sess = sess
+	w.revoked.Store(sh.cfg.revokedAtStart)
 	return w, nil
 }
 
