@@ -215,15 +215,9 @@ func TestSnapshotTwoProcesses(t *testing.T) {
 // state topic's history, and every document exactly one committed record),
 // and the target equals the source. `docshift status` reports the run.
 func TestSnapshotResumesAfterKill(t *testing.T) {
-	mcfg, mc := services.Mongo(t)
-	tcfg, _ := services.Kafka(t)
-	ctx := services.Context(t, 6*time.Minute)
-	bin := buildDocshift(t)
 	const n = 20000
-	coll, mappingFile, table := mixedCollection(ctx, t, mc, n)
-	args := []string{"--mapping", mappingFile, "--mongo-uri", mcfg.URI, "--kafka-seeds", tcfg.Seeds,
-		"--topic-prefix", tcfg.Prefix, "--topic-partitions", "4", "--workers", "2", "--worker-id", "k",
-		"--chunk-docs", "200"}
+	ctx, r := newKillRig(t, n)
+	tcfg, bin, coll, table, args := r.tcfg, r.bin, r.coll, r.table, r.args
 
 	killed, before := killMidRun(ctx, t, bin, tcfg, args)
 	t.Logf("killed with %d chunks done (%d seen before the kill)", len(killed.Done), len(before.Done))
@@ -248,10 +242,7 @@ func TestSnapshotResumesAfterKill(t *testing.T) {
 			marks[string(r.Key)]++
 		}
 	}
-	total := 0
-	for _, p := range after.Plans {
-		total += len(p.Chunks)
-	}
+	total := chunksPlanned(after)
 	if len(marks) != total {
 		t.Errorf("%d chunks have done marks, the plan has %d", len(marks), total)
 	}
@@ -267,6 +258,39 @@ func TestSnapshotResumesAfterKill(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "snapshot complete") || !strings.Contains(stdout, strconv.Itoa(n)) {
 		t.Errorf("status exited %d:\n%s%s", code, stdout, stderr)
 	}
+}
+
+// killRig is a collection of n documents with mixed _ids on the real
+// services and the arguments of a snapshot of it by one process of two
+// workers in chunks of 200 documents (small enough to be killed mid-run).
+type killRig struct {
+	tcfg  topic.Config
+	bin   string
+	coll  *mongo.Collection
+	table string
+	args  []string
+}
+
+func newKillRig(t *testing.T, n int) (context.Context, *killRig) {
+	mcfg, mc := services.Mongo(t)
+	tcfg, _ := services.Kafka(t)
+	ctx := services.Context(t, 6*time.Minute)
+	r := &killRig{tcfg: tcfg, bin: buildDocshift(t)}
+	var mappingFile string
+	r.coll, mappingFile, r.table = mixedCollection(ctx, t, mc, n)
+	r.args = []string{"--mapping", mappingFile, "--mongo-uri", mcfg.URI, "--kafka-seeds", tcfg.Seeds,
+		"--topic-prefix", tcfg.Prefix, "--topic-partitions", "4", "--workers", "2", "--worker-id", "k",
+		"--chunk-docs", "200"}
+	return ctx, r
+}
+
+// chunksPlanned counts the chunks of every plan of the current run.
+func chunksPlanned(st *snapshot.State) int {
+	total := 0
+	for _, p := range st.Progress() {
+		total += p.Chunks
+	}
+	return total
 }
 
 // killMidRun starts a snapshot with args, kill -9s it once at least 5
@@ -306,21 +330,15 @@ func killMidRun(ctx context.Context, t *testing.T, bin string, tcfg topic.Config
 }
 
 // TestSnapshotRestartAfterKill: a run killed mid-way and started over with
-// --restart (its workers join their group before the new run is planned,
-// so they may still finish a task of the killed run) completes a new run
-// that covers every chunk, and the target equals the source, without the
-// documents deleted between the runs: the new run's fences mark them
-// deleted (no resurrection).
+// --restart (the killed run's unfinished tasks are still in the task topic;
+// the new process's workers skip them as tasks of another run) completes a
+// new run that covers every chunk, and the target equals the source,
+// without the documents deleted between the runs: the new run's fences mark
+// them deleted (no resurrection).
 func TestSnapshotRestartAfterKill(t *testing.T) {
-	mcfg, mc := services.Mongo(t)
-	tcfg, _ := services.Kafka(t)
-	ctx := services.Context(t, 6*time.Minute)
-	bin := buildDocshift(t)
 	const n = 20000
-	coll, mappingFile, table := mixedCollection(ctx, t, mc, n)
-	args := []string{"--mapping", mappingFile, "--mongo-uri", mcfg.URI, "--kafka-seeds", tcfg.Seeds,
-		"--topic-prefix", tcfg.Prefix, "--topic-partitions", "4", "--workers", "2", "--worker-id", "k",
-		"--chunk-docs", "200"}
+	ctx, r := newKillRig(t, n)
+	tcfg, bin, coll, table, args := r.tcfg, r.bin, r.coll, r.table, r.args
 	killed, _ := killMidRun(ctx, t, bin, tcfg, args)
 
 	// Documents the killed run may already have published go away before
@@ -344,10 +362,7 @@ func TestSnapshotRestartAfterKill(t *testing.T) {
 	if after.Run != killed.Run+1 || after.Complete.IsZero() {
 		t.Fatalf("after --restart: run %d (complete %v), want run %d complete", after.Run, !after.Complete.IsZero(), killed.Run+1)
 	}
-	total := 0
-	for _, p := range after.Plans {
-		total += len(p.Chunks)
-	}
+	total := chunksPlanned(after)
 	if len(after.Done) != total {
 		t.Fatalf("run %d: %d of %d chunks done", after.Run, len(after.Done), total)
 	}
