@@ -265,12 +265,14 @@ start_kafka() {
   sed "s#@DATA_DIR@#$KAFKA_DATA#g" "$TESTENV_DIR/kafka/server.properties" >"$KAFKA_CONF"
 
   # A new random cluster id per format: tests compare the broker's answer with
-  # it to prove they talk to this broker and not to a fake.
+  # it to prove they talk to this broker and not to a fake. It is passed as
+  # --cluster-id=ID: an id that starts with '-' (1 in 64) would otherwise be
+  # taken for an option.
   local jvm=(-Dlog4j2.configurationFile="$TESTENV_DIR/kafka/log4j2.properties" -Djava.awt.headless=true)
   local cluster_id
   cluster_id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
   "$JAVA" "${jvm[@]}" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format \
-    --cluster-id "$cluster_id" --config "$KAFKA_CONF" --ignore-formatted \
+    --cluster-id="$cluster_id" --config "$KAFKA_CONF" --ignore-formatted \
     >"$LOG_DIR/kafka-format.log" 2>&1 ||
     fail_service kafka "$LOG_DIR/kafka-format.log" "storage format failed"
 
