@@ -46,9 +46,9 @@ func (s *stream) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := kc.ProducerID(ctx); err != nil {
+	if err := topic.TakeTransactionalID(ctx, kc); err != nil {
 		kc.Close()
-		return fmt.Errorf("initializing transactional producer %s: %w", s.transactionalID(), err)
+		return fmt.Errorf("transactional producer %s: %w", s.transactionalID(), err)
 	}
 	s.kc = kc
 	return nil

@@ -2,10 +2,12 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -15,7 +17,7 @@ import (
 // broker delays the first rebalance of a new group (3 s by default, its
 // group.initial.rebalance.delay.ms), and a member silent for longer than
 // the session timeout is not waited for by the group either.
-const settleMax = workerSessionTimeout
+const settleMax = WorkerSessionTimeout
 
 // settlePoll is how often the group is described while it forms.
 const settlePoll = 25 * time.Millisecond
@@ -121,4 +123,29 @@ func (g *groupSettler) stable(ctx context.Context, partitions int) (bool, error)
 		}
 	}
 	return len(d.AssignedPartitions()[g.topic]) == partitions, nil
+}
+
+// leaveGroup takes the process's stopped workers out of their group. Static
+// members send no leave of their own when they close, so that a restart can
+// take their places; a process that stops on purpose leaves, so that their
+// tasks move to the other processes' workers at once rather than after the
+// session timeout.
+func leaveGroup(ctx context.Context, admin *kgo.Client, group string, workers []*worker, log *slog.Logger) {
+	if len(workers) == 0 {
+		return
+	}
+	ids := make([]string, len(workers))
+	for i, w := range workers {
+		ids[i] = w.name
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	resp, err := kadm.NewClient(admin).LeaveGroup(lctx, kadm.LeaveGroup(group).InstanceIDs(ids...).Reason("snapshot process stopped"))
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil && !errors.Is(err, kerr.UnknownMemberID) {
+		log.Warn("the snapshot workers could not leave their group; their tasks move to other workers after the session timeout",
+			"group", group, "session_timeout", WorkerSessionTimeout, "err", err)
+	}
 }

@@ -13,7 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
@@ -326,5 +328,84 @@ func TestRestartReadsNoTaskOfTheOldRun(t *testing.T) {
 	docs := documentsDone(st)
 	if st.Run != 2 || st.Complete.IsZero() || docs != n {
 		t.Fatalf("state: run %d complete %v with %d documents, want run 2 complete with %d", st.Run, !st.Complete.IsZero(), docs, n)
+	}
+}
+
+// TestRestartAbortsTheKilledWorkersTransaction: a worker killed in the
+// middle of committing leaves its transaction open, with its chunk's done
+// mark in the state topic and its task's offset pending in the group. A
+// restarted process with the same worker id aborts that transaction as its
+// workers start, so it does not wait for the transaction timeout (ten
+// minutes here) before the state topic and the task offsets can be read.
+func TestRestartAbortsTheKilledWorkersTransaction(t *testing.T) {
+	const n = 2000
+	r := newOrdersRig(t, n)
+	cfg := r.config(2)
+	if _, err := New(cfg, r.mapping, r.mongo, r.topics, quietTestLog(), nil, nil).Run(r.ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The killed worker 0: a transaction holding a state record and a task
+	// offset, never ended.
+	killed, err := topic.NewClient(r.ctx, r.topics, nil,
+		kgo.TransactionalID(fmt.Sprintf("%s-snapshot-%s-0", r.topics.Prefix, cfg.WorkerID)),
+		kgo.TransactionTimeout(10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, epoch, err := killed.ProducerID(r.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := killed.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := killed.ProduceSync(r.ctx, &kgo.Record{Topic: r.topics.State(), Key: []byte("left-open")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = fmt.Sprintf("%s-snapshot-%s-0", r.topics.Prefix, cfg.WorkerID), pid, epoch, r.topics.SnapshotGroup()
+	addResp, err := add.RequestWith(r.ctx, killed)
+	if err == nil {
+		err = kerr.ErrorForCode(addResp.ErrorCode)
+	}
+	if err != nil {
+		t.Fatalf("adding the group's offsets to the open transaction: %v", err)
+	}
+	commit := kmsg.NewPtrTxnOffsetCommitRequest()
+	commit.TransactionalID, commit.Group, commit.ProducerID, commit.ProducerEpoch, commit.Generation = add.TransactionalID, add.Group, pid, epoch, -1
+	ct := kmsg.NewTxnOffsetCommitRequestTopic()
+	ct.Topic = r.topics.SnapshotTasks()
+	cp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+	cp.Partition, cp.Offset = 0, 0
+	ct.Partitions = append(ct.Partitions, cp)
+	commit.Topics = append(commit.Topics, ct)
+	commitResp, err := commit.RequestWith(r.ctx, killed)
+	if err == nil {
+		for _, rt := range commitResp.Topics {
+			for _, rp := range rt.Partitions {
+				if perr := kerr.ErrorForCode(rp.ErrorCode); perr != nil && err == nil {
+					err = perr
+				}
+			}
+		}
+	}
+	if err != nil {
+		t.Fatalf("committing a task offset in the open transaction: %v", err)
+	}
+	killed.Close() // no EndTxn: as if killed
+
+	cfg.Restart = true
+	ctx, cancel := context.WithTimeout(r.ctx, 90*time.Second)
+	defer cancel()
+	if _, err := New(cfg, r.mapping, r.mongo, r.topics, quietTestLog(), nil, nil).Run(ctx); err != nil {
+		t.Fatalf("the restarted process, with a transaction of its killed worker open: %v", err)
+	}
+	st, err := ReadState(r.ctx, r.topics, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Run != 2 || st.Complete.IsZero() || documentsDone(st) != n {
+		t.Fatalf("state: run %d complete %v with %d documents, want run 2 complete with %d", st.Run, !st.Complete.IsZero(), documentsDone(st), n)
 	}
 }

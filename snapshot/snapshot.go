@@ -108,19 +108,20 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 	// never reads ahead of the recorded state, and until the group has
 	// settled (see groupSettler), which is watched from the moment the
 	// workers join.
-	wctx, stopWorkers := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	werr := make(chan error, s.cfg.Workers)
-	defer func() {
-		stopWorkers()
-		wg.Wait()
-	}()
 	// Made at once, the workers join at once: a member joining a moment
 	// after the group formed costs it another rebalance.
 	workers, err := newWorkers(ctx, sh)
 	if err != nil {
 		return nil, err
 	}
+	wctx, stopWorkers := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	werr := make(chan error, s.cfg.Workers)
+	defer func() {
+		stopWorkers()
+		wg.Wait()
+		leaveGroup(ctx, admin, s.topics.SnapshotGroup(), workers, s.log)
+	}()
 	sh.group = newGroupSettler(admin, s.topics.SnapshotGroup(), s.topics.SnapshotTasks(), func() []string {
 		ids := make([]string, len(workers))
 		for i, w := range workers {
@@ -157,6 +158,9 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 			return nil, err
 		}
 		defer planner.Close()
+		if err := topic.TakeTransactionalID(ctx, planner); err != nil {
+			return nil, fmt.Errorf("snapshot planner: %w", err)
+		}
 		if err := s.prepare(ctx, sh, planner); err != nil {
 			return nil, err
 		}

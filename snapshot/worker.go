@@ -77,7 +77,14 @@ func newWorker(ctx context.Context, sh *shared, i int) (*worker, error) {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
-		kgo.SessionTimeout(workerSessionTimeout),
+		kgo.SessionTimeout(WorkerSessionTimeout),
+		// A static member: a process restarted with the same --worker-id
+		// (after a crash or kill -9) takes its workers' places in the group
+		// at once, with their partitions, instead of waiting out the killed
+		// members' sessions in a rebalance, which would also abort every
+		// transaction begun meanwhile. A clean exit leaves the group
+		// explicitly (leaveGroup).
+		kgo.InstanceID(name),
 		// Frequent heartbeats let a forming group (every worker of every
 		// process joins at about the same time) settle in a fraction of a
 		// second, before most chunk transactions begin: a rebalance aborts
@@ -109,14 +116,19 @@ func newWorker(ctx context.Context, sh *shared, i int) (*worker, error) {
 		sess.Close()
 		return nil, err
 	}
+	if err := topic.TakeTransactionalID(ctx, sess.Client()); err != nil {
+		sess.Close()
+		return nil, fenced(fmt.Errorf("snapshot worker %s: %w", name, err))
+	}
 	w.sess = sess
 	w.revoked.Store(sh.cfg.revokedAtStart)
 	return w, nil
 }
 
-// workerSessionTimeout is how long the group waits for a silent worker
-// before its tasks move.
-const workerSessionTimeout = 10 * time.Second
+// WorkerSessionTimeout is how long the group waits for a silent worker
+// before its tasks move to others (a killed process's workers, unless a
+// process with the same --worker-id takes their places first).
+const WorkerSessionTimeout = 10 * time.Second
 
 // newWorkers makes the process's cfg.Workers workers concurrently.
 func newWorkers(ctx context.Context, sh *shared) ([]*worker, error) {
@@ -174,7 +186,7 @@ func (w *worker) run(ctx context.Context) error {
 }
 
 func fenced(err error) error {
-	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) {
+	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.FencedInstanceID) {
 		return fmt.Errorf("%w: %w", ErrFenced, err)
 	}
 	return err

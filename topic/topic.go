@@ -253,3 +253,17 @@ func leadersKnown(resp *kmsg.MetadataResponse, want int) bool {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TakeTransactionalID makes the transactional client cl register its
+// transactional id now rather than at its first transaction: that aborts a
+// transaction a killed predecessor with the same id left open. Until then,
+// readers of what it wrote see nothing past it (read committed), and a
+// consumer group cannot fetch the offsets it was committing
+// (UNSTABLE_OFFSET_COMMIT): a restarted process would wait out the
+// transaction timeout before it reads anything.
+func TakeTransactionalID(ctx context.Context, cl *kgo.Client) error {
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		return fmt.Errorf("registering transactional id: %w", err)
+	}
+	return nil
+}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
@@ -217,23 +219,46 @@ func TestSnapshotTwoProcesses(t *testing.T) {
 func TestSnapshotResumesAfterKill(t *testing.T) {
 	const n = 20000
 	ctx, r := newKillRig(t, n)
-	tcfg, bin, coll, table, args := r.tcfg, r.bin, r.coll, r.table, r.args
+	tcfg, cl, bin, coll, table, args := r.tcfg, r.cl, r.bin, r.coll, r.table, r.args
 
-	killed, before := killMidRun(ctx, t, bin, tcfg, args)
+	killed, before, killedAt := killMidRun(ctx, t, bin, tcfg, args)
 	t.Logf("killed with %d chunks done (%d seen before the kill)", len(killed.Done), len(before.Done))
 
 	second, out2 := snapshotCmd(ctx, bin, args...)
 	if err := second.Run(); err != nil {
 		t.Fatalf("restarted snapshot: %v\n%s", err, out2)
 	}
+	// A clean exit takes the workers out of their group: the group holds no
+	// member waiting out its session.
+	groups, err := kadm.NewClient(cl).DescribeGroups(ctx, tcfg.SnapshotGroup())
+	if err != nil || groups.Error() != nil {
+		t.Fatalf("describing the workers' group: %v %v", err, groups.Error())
+	}
+	if g := groups[tcfg.SnapshotGroup()]; len(g.Members) != 0 {
+		t.Errorf("after the restarted process exited, the workers' group has %d members (state %s), want none", len(g.Members), g.State)
+	}
 	after, err := snapshot.ReadState(ctx, tcfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for id, d := range killed.Done {
-		if after.Done[id] != d {
-			t.Errorf("chunk %s done before the kill was read again: %+v then %+v", id, d, after.Done[id])
+	var first time.Time // the restarted process's first chunk read
+	for id, d := range after.Done {
+		if k, ok := killed.Done[id]; ok {
+			if k != d {
+				t.Errorf("chunk %s done before the kill was read again: %+v then %+v", id, k, d)
+			}
+		} else if first.IsZero() || d.At.Before(first) {
+			first = d.At
 		}
+	}
+	// Restarted with the same --worker-id, the workers take the killed
+	// ones' places in the group: they read before the killed members'
+	// sessions would have expired (all but the last heartbeat's interval).
+	if wait := first.Sub(killedAt); wait >= snapshot.WorkerSessionTimeout-time.Second {
+		t.Errorf("the restarted process read its first chunk %s after the kill: its workers waited out the killed workers' sessions (%s)",
+			wait.Round(time.Millisecond), snapshot.WorkerSessionTimeout)
+	} else {
+		t.Logf("the restarted process read its first chunk %s after the kill", wait.Round(time.Millisecond))
 	}
 	// Every committed done mark in the state topic's history: one per chunk.
 	marks := map[string]int{}
@@ -265,6 +290,7 @@ func TestSnapshotResumesAfterKill(t *testing.T) {
 // workers in chunks of 200 documents (small enough to be killed mid-run).
 type killRig struct {
 	tcfg  topic.Config
+	cl    *kgo.Client
 	bin   string
 	coll  *mongo.Collection
 	table string
@@ -273,9 +299,9 @@ type killRig struct {
 
 func newKillRig(t *testing.T, n int) (context.Context, *killRig) {
 	mcfg, mc := services.Mongo(t)
-	tcfg, _ := services.Kafka(t)
+	tcfg, cl := services.Kafka(t)
 	ctx := services.Context(t, 6*time.Minute)
-	r := &killRig{tcfg: tcfg, bin: buildDocshift(t)}
+	r := &killRig{tcfg: tcfg, cl: cl, bin: buildDocshift(t)}
 	var mappingFile string
 	r.coll, mappingFile, r.table = mixedCollection(ctx, t, mc, n)
 	r.args = []string{"--mapping", mappingFile, "--mongo-uri", mcfg.URI, "--kafka-seeds", tcfg.Seeds,
@@ -294,10 +320,10 @@ func chunksPlanned(st *snapshot.State) int {
 }
 
 // killMidRun starts a snapshot with args, kill -9s it once at least 5
-// chunks are done, and returns the state recorded by then (killed) and the
-// state seen just before the kill. It fails the test if the run completed
-// first.
-func killMidRun(ctx context.Context, t *testing.T, bin string, tcfg topic.Config, args []string) (killed, before *snapshot.State) {
+// chunks are done, and returns the state recorded by then (killed), the
+// state seen just before the kill and when it was killed. It fails the test
+// if the run completed first.
+func killMidRun(ctx context.Context, t *testing.T, bin string, tcfg topic.Config, args []string) (killed, before *snapshot.State, at time.Time) {
 	t.Helper()
 	first, out := snapshotCmd(ctx, bin, args...)
 	if err := first.Start(); err != nil {
@@ -306,6 +332,7 @@ func killMidRun(ctx context.Context, t *testing.T, bin string, tcfg topic.Config
 	for {
 		st, err := snapshot.ReadState(ctx, tcfg, nil)
 		if err == nil && len(st.Done) >= 5 {
+			at = time.Now()
 			if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
@@ -326,7 +353,7 @@ func killMidRun(ctx context.Context, t *testing.T, bin string, tcfg topic.Config
 	if !killed.Complete.IsZero() {
 		t.Fatalf("the run completed before the kill (%d chunks done): make chunks smaller", len(killed.Done))
 	}
-	return killed, before
+	return killed, before, at
 }
 
 // TestSnapshotRestartAfterKill: a run killed mid-way and started over with
@@ -339,7 +366,7 @@ func TestSnapshotRestartAfterKill(t *testing.T) {
 	const n = 20000
 	ctx, r := newKillRig(t, n)
 	tcfg, bin, coll, table, args := r.tcfg, r.bin, r.coll, r.table, r.args
-	killed, _ := killMidRun(ctx, t, bin, tcfg, args)
+	killed, _, _ := killMidRun(ctx, t, bin, tcfg, args)
 
 	// Documents the killed run may already have published go away before
 	// the new run.
