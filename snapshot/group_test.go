@@ -315,11 +315,20 @@ func TestRestartReadsNoTaskOfTheOldRun(t *testing.T) {
 
 	cfg.Restart = true
 	reg = prometheus.NewRegistry()
-	if _, err := New(cfg, r.mapping, r.mongo, r.topics, quietTestLog(), reg, nil).Run(r.ctx); err != nil {
+	var log syncBuffer
+	if _, err := New(cfg, r.mapping, r.mongo, r.topics, slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug})), reg, nil).Run(r.ctx); err != nil {
 		t.Fatal(err)
 	}
 	if read := counter(t, reg, "docshift_snapshot_documents_read_total"); read != n {
 		t.Errorf("the restarted run read %v documents, want %d: each of its chunks once, none of the old run", read, n)
+	}
+	// The old run's tasks are skipped in the transactions of the chunks
+	// read after them, or a few at a time: none of them is aborted for
+	// following the previous transaction too closely, and no chunk is.
+	skipped, abortedSkips := strings.Count(log.String(), "skipping a task of another run"), strings.Count(log.String(), "skipped tasks was aborted")
+	if aborted := counter(t, reg, "docshift_snapshot_chunks_aborted_total"); skipped == 0 || abortedSkips > 0 || aborted > 0 {
+		t.Errorf("the restarted run skipped %d tasks of the old run, aborted %d transactions of skipped tasks and %v of chunks; want some skipped, none aborted",
+			skipped, abortedSkips, aborted)
 	}
 	st, err := ReadState(r.ctx, r.topics, nil)
 	if err != nil {

@@ -22,7 +22,7 @@ func newMetrics(reg prometheus.Registerer, f *follower) (*metrics, error) {
 		}, []string{"collection"}),
 		aborted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "docshift", Subsystem: "snapshot", Name: "chunks_aborted_total",
-			Help: "Chunk transactions this process aborted (rebalance or error); the chunk is read again.",
+			Help: "Chunk transactions this process aborted (a rebalance, the broker still completing the previous transaction, or an error); the chunk is read again.",
 		}, []string{"collection"}),
 		state: &stateCollector{f: f,
 			chunks: prometheus.NewDesc("docshift_snapshot_chunks", "Chunks of the current run, planned and done (recorded state).",

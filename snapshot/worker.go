@@ -37,6 +37,9 @@ type worker struct {
 	// session then aborts the next transaction at its end, whatever it
 	// did, so a task polled meanwhile is given back untouched.
 	revoked atomic.Bool
+	// skipped counts the tasks to skip (see handle) in the open
+	// transaction; only the worker's goroutine uses it.
+	skipped int
 }
 
 // shared is what the workers of one process share.
@@ -168,21 +171,50 @@ func (w *worker) memberID() string {
 func (w *worker) run(ctx context.Context) error {
 	defer w.sess.Close()
 	for {
-		fs := w.sess.PollRecords(ctx, 1)
-		if err := ctx.Err(); err != nil {
-			return err
+		rec, err := w.next(ctx)
+		if err == nil && rec != nil {
+			err = w.handle(ctx, rec)
 		}
-		if err := topic.FetchErr(fs, w.sh.log); err != nil {
-			return fenced(fmt.Errorf("snapshot worker %s: taking tasks: %w", w.name, err))
-		}
-		recs := fs.Records()
-		if len(recs) == 0 {
-			continue
-		}
-		if err := w.handle(ctx, recs[0]); err != nil {
+		if err != nil {
+			if w.skipped > 0 {
+				w.abort(ctx)
+			}
 			return fenced(err)
 		}
 	}
+}
+
+// skipLinger is how long a worker with skipped tasks in its open
+// transaction waits for another task before it commits them.
+const skipLinger = 20 * time.Millisecond
+
+// maxSkips bounds the skipped tasks one transaction commits.
+const maxSkips = 1000
+
+// next polls the next task, or returns nil when there is none yet. While
+// skipped tasks wait in the open transaction it waits at most skipLinger,
+// then commits them.
+func (w *worker) next(ctx context.Context) (*kgo.Record, error) {
+	pctx := ctx
+	if w.skipped > 0 {
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithTimeout(ctx, skipLinger)
+		defer cancel()
+	}
+	fs := w.sess.PollRecords(pctx, 1)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if recs := fs.Records(); len(recs) > 0 {
+		return recs[0], nil
+	}
+	if pctx.Err() != nil { // skipLinger passed without a task
+		return nil, w.endSkips(ctx)
+	}
+	if err := topic.FetchErr(fs, w.sh.log); err != nil {
+		return nil, fmt.Errorf("snapshot worker %s: taking tasks: %w", w.name, err)
+	}
+	return nil, nil
 }
 
 func fenced(err error) error {
@@ -192,7 +224,13 @@ func fenced(err error) error {
 	return err
 }
 
-// handle processes one task record in one transaction.
+// handle processes one task record in the open transaction: a chunk to
+// read ends it; a task to skip (of another run, or a chunk already done)
+// leaves it open, so the skipped tasks commit with the next chunk, or after
+// maxSkips, or when no task follows within skipLinger. A transaction that
+// ends within a few milliseconds of the previous one fails, the broker
+// still completing that one (CONCURRENT_TRANSACTIONS): skipping the tasks
+// left from an earlier run one transaction each aborted most of them.
 func (w *worker) handle(ctx context.Context, rec *kgo.Record) error {
 	t, err := decodeTask(rec.Value)
 	if err != nil {
@@ -220,46 +258,78 @@ func (w *worker) handle(ctx context.Context, rec *kgo.Record) error {
 	}
 	if w.revoked.Swap(false) {
 		// The session would abort this task's transaction at its end,
-		// whatever it did: give the task back untouched. End rewinds to the
-		// committed offsets, so the task comes again while its partition is
-		// ours.
+		// whatever it did: give the task back untouched, and the skipped
+		// ones before it. End rewinds to the committed offsets, so they
+		// come again while their partitions are ours.
+		w.skipped = 0
 		if _, err := w.sess.End(ctx, kgo.TryAbort); err != nil {
 			return fmt.Errorf("snapshot worker %s: giving back the task of chunk %s after a rebalance: %w", w.name, id, err)
 		}
 		w.sh.log.Debug("a rebalance took partitions since the last task; giving this one back", "chunk", id, "worker", w.name)
 		return nil
 	}
-	if err := w.sess.Begin(); err != nil {
-		return fmt.Errorf("snapshot worker %s: beginning a transaction: %w", w.name, err)
-	}
-	var committed bool
-	switch {
-	case t.Run != st.Run:
-		w.sh.log.Debug("skipping a task of another run", "chunk", id, "task_run", t.Run, "run", st.Run)
-	case done:
-		w.sh.log.Debug("skipping a finished chunk", "chunk", id, "run", t.Run)
-	default:
-		d, err := w.read(ctx, t)
-		if err != nil {
-			w.abort(ctx)
-			return err
-		}
-		w.produceDone(ctx, d)
-		defer func(start time.Time, committed *bool) {
-			if *committed {
-				w.sh.log.Debug("chunk committed", "chunk", id, "worker", w.name, "documents", d.Documents,
-					"read_seconds", d.Elapsed, "commit_seconds", time.Since(start).Seconds())
+	if !read {
+		if w.skipped == 0 {
+			if err := w.sess.Begin(); err != nil {
+				return fmt.Errorf("snapshot worker %s: beginning a transaction: %w", w.name, err)
 			}
-		}(time.Now(), &committed)
+		}
+		w.skipped++
+		if t.Run != st.Run {
+			w.sh.log.Debug("skipping a task of another run", "chunk", id, "task_run", t.Run, "run", st.Run)
+		} else {
+			w.sh.log.Debug("skipping a finished chunk", "chunk", id, "run", t.Run)
+		}
+		if w.skipped >= maxSkips {
+			return w.endSkips(ctx)
+		}
+		return nil
 	}
+	// Skipped tasks before the chunk commit with it.
+	if w.skipped == 0 {
+		if err := w.sess.Begin(); err != nil {
+			return fmt.Errorf("snapshot worker %s: beginning a transaction: %w", w.name, err)
+		}
+	}
+	w.skipped = 0
+	d, err := w.read(ctx, t)
+	if err != nil {
+		w.abort(ctx)
+		return err
+	}
+	w.produceDone(ctx, d)
+	commitStart := time.Now()
 	w.revoked.Store(false) // End starts the session over
-	committed, err = w.sess.End(ctx, kgo.TryCommit)
+	committed, err := w.sess.End(ctx, kgo.TryCommit)
 	if err != nil {
 		return fmt.Errorf("snapshot worker %s: committing chunk %s: %w", w.name, id, err)
 	}
 	if !committed {
-		w.sh.log.Info("a rebalance aborted a chunk's transaction; it will be read again", "chunk", id, "worker", w.name)
+		w.sh.log.Info("a chunk's transaction was aborted (by a rebalance, or while the broker was still completing this worker's previous transaction); the chunk will be read again",
+			"chunk", id, "worker", w.name)
 		w.sh.metrics.aborted.WithLabelValues(t.Chunk.Namespace).Inc()
+		return nil
+	}
+	w.sh.log.Debug("chunk committed", "chunk", id, "worker", w.name, "documents", d.Documents,
+		"read_seconds", d.Elapsed, "commit_seconds", time.Since(commitStart).Seconds())
+	return nil
+}
+
+// endSkips commits the open transaction of skipped tasks, if any. Aborted,
+// the tasks come again and are skipped again.
+func (w *worker) endSkips(ctx context.Context) error {
+	n := w.skipped
+	if n == 0 {
+		return nil
+	}
+	w.skipped = 0
+	w.revoked.Store(false) // End starts the session over
+	committed, err := w.sess.End(ctx, kgo.TryCommit)
+	if err != nil {
+		return fmt.Errorf("snapshot worker %s: committing %d skipped tasks: %w", w.name, n, err)
+	}
+	if !committed {
+		w.sh.log.Debug("the transaction of skipped tasks was aborted; they come again", "tasks", n, "worker", w.name)
 	}
 	return nil
 }
