@@ -12,7 +12,7 @@ import (
 // Config holds the snapshot's own settings.
 type Config struct {
 	Workers         int           // chunk readers in this process
-	WorkerID        string        // names this process's transactional ids; unique per process, stable across its restarts
+	WorkerID        string        // names this process's transactional ids and group instance ids; unique per process, stable across its restarts
 	WorkerOnly      bool          // only take tasks (--worker); another process plans
 	Restart         bool          // start a new run, ignoring what earlier runs finished
 	ChunkDocs       int           // target documents per chunk
@@ -64,7 +64,7 @@ func DefaultConfig() Config {
 // RegisterFlags registers the snapshot flags on fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Workers, "workers", c.Workers, "chunk readers in this process (0: plan and watch only)")
-	fs.StringVar(&c.WorkerID, "worker-id", c.WorkerID, "this process's name in transactional ids: unique per process, the same across its restarts (so a restart fences its killed predecessor at once)")
+	fs.StringVar(&c.WorkerID, "worker-id", c.WorkerID, "this process's name in its workers' transactional ids and group instance ids: unique per process, the same across its restarts (so a restart takes over from its killed predecessor at once)")
 	fs.BoolVar(&c.WorkerOnly, "worker", c.WorkerOnly, "only read chunks the planning `docshift snapshot` publishes; exit when the run is complete")
 	fs.BoolVar(&c.Restart, "restart", c.Restart, "start a new snapshot run from scratch instead of resuming the recorded one")
 	fs.IntVar(&c.ChunkDocs, "chunk-docs", c.ChunkDocs, "target documents per chunk")
