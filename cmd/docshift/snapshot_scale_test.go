@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -209,6 +210,60 @@ func TestSnapshotTwoProcesses(t *testing.T) {
 	}
 	checkExactlyOnce(ctx, t, tcfg, coll)
 	checkTarget(ctx, t, tcfg, coll, table)
+}
+
+// TestSnapshotWorkerProcessKilledForGood: a --worker process is killed with
+// SIGKILL in the middle of the run and not started again. Its workers are
+// static group members: the planning process's workers take their tasks
+// once their sessions expire, the run completes, and every document is
+// published exactly once.
+func TestSnapshotWorkerProcessKilledForGood(t *testing.T) {
+	const n = 20000
+	ctx, r := newKillRig(t, n)
+	args := slices.Clone(r.args) // --workers 2 --worker-id k
+	a, aout := snapshotCmd(ctx, r.bin, args...)
+	b, bout := snapshotCmd(ctx, r.bin, append(args, "--worker", "--worker-id", "gone")...)
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = a.Process.Kill() }()
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		st, err := snapshot.ReadState(ctx, r.tcfg, nil)
+		byGone := 0
+		if err == nil {
+			for _, d := range st.Done {
+				if strings.Contains(d.Worker, "-snapshot-gone-") {
+					byGone++
+				}
+			}
+		}
+		if byGone >= 2 {
+			if err := b.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			_ = b.Wait()
+			break
+		}
+		if b.ProcessState != nil || (err == nil && !st.Complete.IsZero()) {
+			t.Fatalf("the run ended before the worker process could be killed:\n%s", bout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := a.Wait(); err != nil {
+		t.Fatalf("planning process after the worker process was killed: %v\n%s", err, aout)
+	}
+	st, err := snapshot.ReadState(ctx, r.tcfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Complete.IsZero() || len(st.Done) != chunksPlanned(st) {
+		t.Fatalf("run %d: %d of %d chunks done, complete %v", st.Run, len(st.Done), chunksPlanned(st), !st.Complete.IsZero())
+	}
+	checkExactlyOnce(ctx, t, r.tcfg, r.coll)
+	checkTarget(ctx, t, r.tcfg, r.coll, r.table)
 }
 
 // TestSnapshotResumesAfterKill kills a snapshot process with SIGKILL in the
