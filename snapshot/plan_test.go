@@ -1,6 +1,8 @@
 package snapshot
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,5 +124,49 @@ func TestPlanChunksAreEven(t *testing.T) {
 	}
 	if total != n {
 		t.Fatalf("chunks hold %d documents, want %d", total, n)
+	}
+}
+
+// TestManySmallCollections snapshots 100 collections of one document each
+// on the real services: every one is planned and read, and their one-chunk
+// tasks are spread over the task partitions, so every worker reads some
+// (placed by chunk index alone, they all went to the first partition and
+// one worker read them all).
+func TestManySmallCollections(t *testing.T) {
+	const colls = 100
+	r := newOrdersRig(t, 10)
+	var m strings.Builder
+	m.WriteString("collections:\n")
+	for i := range colls {
+		coll := r.mongo.Database(r.db).Collection(fmt.Sprintf("c%03d", i))
+		if _, err := coll.InsertOne(r.ctx, bson.D{{Key: "_id", Value: int64(i)}, {Key: "tenant_id", Value: "t"}, {Key: "n", Value: int64(i)}}); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&m, "  - source: %s.c%03d\n    tenant: {field: tenant_id}\n    columns:\n      - {path: n, type: bigint}\n", r.db, i)
+	}
+	mapping, err := schemas.ParseMapping("m.yaml", []byte(m.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := r.config(4)
+	start := time.Now()
+	stats, err := New(cfg, mapping, r.mongo, r.topics, quietTestLog(), nil, nil).Run(r.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d collections of one document snapshotted in %s", colls, time.Since(start).Round(time.Millisecond))
+	st, err := ReadState(r.ctx, r.topics, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stats) != colls || len(st.Plans) != colls || len(st.Done) != colls || documentsDone(st) != colls {
+		t.Fatalf("%d collections reported, %d planned, %d chunks done with %d documents; want %d of each", len(stats), len(st.Plans), len(st.Done), documentsDone(st), colls)
+	}
+	byWorker := map[string]int{}
+	for _, d := range st.Done {
+		byWorker[d.Worker]++
+	}
+	if len(byWorker) != cfg.Workers {
+		t.Errorf("chunks read per worker: %v; want all %d workers to read some", byWorker, cfg.Workers)
 	}
 }

@@ -217,28 +217,67 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 		s.log.Info("resuming snapshot run", "run", st.Run, "chunks_done", len(st.Done))
 	}
 	close(sh.run)
-	for _, n := range nss {
+	// Every records topic in one request: made one at a time, each costs a
+	// round of the controller (about 40 ms), seconds for many collections.
+	recTopics := make([]string, len(nss))
+	for i, n := range nss {
+		recTopics[i] = s.topics.Records(n.Database, n.Collection)
+	}
+	if err := topic.EnsureRecords(ctx, planner, s.topics, recTopics...); err != nil {
+		return err
+	}
+	taskParts, err := partitionCount(ctx, planner, s.topics.SnapshotTasks())
+	if err != nil {
+		return err
+	}
+	// The plans ready at the same moment go out in one transaction (a
+	// collection's plan always with its tasks): one transaction each costs
+	// about 15 ms, seconds for many small collections.
+	var (
+		pending []*kgo.Record
+		logs    []func()
+		names   []string
+		planned int // collections planned so far, to spread their tasks
+	)
+	publish := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		if err := transact(ctx, planner, pending...); err != nil {
+			return fmt.Errorf("publishing the plans of %s: %w", strings.Join(names, ", "), err)
+		}
+		for _, log := range logs {
+			log()
+		}
+		pending, logs, names = nil, nil, nil
+		return nil
+	}
+	for i, n := range nss {
 		c := s.mapping.Lookup(n)
 		ns := c.Source.String()
-		recTopic := s.topics.Records(c.Source.Database, c.Source.Collection)
-		if err := topic.EnsureRecords(ctx, planner, s.topics, recTopic); err != nil {
-			return err
-		}
+		recTopic := recTopics[i]
 		if _, err := sh.schema(ctx, c); err != nil {
 			return err
 		}
 		if _, ok := st.Plans[ns]; ok {
 			continue
 		}
-		var planned plannedCollection // in todo: a new run has no plans, a resumed one the same as then
+		var outcome plannedCollection // in todo: a new run has no plans, a resumed one the same as then
 		select {
-		case planned = <-ahead[ns]:
-		case <-ctx.Done():
-			return ctx.Err()
+		case outcome = <-ahead[ns]:
+		default: // still being planned: publish what is ready meanwhile
+			if err := publish(); err != nil {
+				return err
+			}
+			select {
+			case outcome = <-ahead[ns]:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
-		count, size, chunks := planned.count, planned.size, planned.chunks
-		if planned.err != nil {
-			return planned.err
+		count, size, chunks := outcome.count, outcome.size, outcome.chunks
+		if outcome.err != nil {
+			return outcome.err
 		}
 		p := Plan{Run: st.Run, Namespace: ns, Topic: recTopic, Documents: count, Bytes: size,
 			Chunks: chunks, PlannedAt: time.Now().UTC()}
@@ -246,14 +285,10 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 		if err != nil {
 			return fmt.Errorf("recording the plan of %s: %w", ns, err)
 		}
-		recs := []*kgo.Record{{Topic: s.topics.State(), Key: planKey(st.Run, ns), Value: b}}
+		pending = append(pending, &kgo.Record{Topic: s.topics.State(), Key: planKey(st.Run, ns), Value: b})
 		if !st.Complete.IsZero() { // a collection joins a finished run: reopen it
-			recs = append(recs, &kgo.Record{Topic: s.topics.State(), Key: completeKey(st.Run)})
+			pending = append(pending, &kgo.Record{Topic: s.topics.State(), Key: completeKey(st.Run)})
 			st.Complete = time.Time{}
-		}
-		taskParts, err := partitionCount(ctx, planner, s.topics.SnapshotTasks())
-		if err != nil {
-			return err
 		}
 		for i, ch := range chunks {
 			tb, err := jsonMarshal(task{Run: st.Run, Chunk: ch})
@@ -261,18 +296,33 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 				return fmt.Errorf("publishing the tasks of %s: %w", ns, err)
 			}
 			// Spread evenly over the partitions, so that the workers (each
-			// owning a range of them) get about as many chunks each.
-			recs = append(recs, &kgo.Record{Topic: s.topics.SnapshotTasks(), Key: []byte(ch.ID()), Value: tb,
-				Partition: int32(i * taskParts / len(chunks))})
+			// owning a range of them) get about as many chunks each; each
+			// collection starts one partition further, so collections of a
+			// chunk or two do not all land on the first partitions.
+			pending = append(pending, &kgo.Record{Topic: s.topics.SnapshotTasks(), Key: []byte(ch.ID()), Value: tb,
+				Partition: int32((planned + i*taskParts/len(chunks)) % taskParts)})
 		}
-		if err := transact(ctx, planner, recs...); err != nil {
-			return fmt.Errorf("publishing the plan of %s: %w", ns, err)
+		planned++
+		names = append(names, ns)
+		logs = append(logs, func() {
+			s.log.Info("planned", "collection", ns, "documents", count, "chunks", len(chunks), "run", st.Run)
+		})
+		if len(pending) >= maxPlanRecords {
+			if err := publish(); err != nil {
+				return err
+			}
 		}
-		s.log.Info("planned", "collection", ns, "documents", count, "chunks", len(chunks), "run", st.Run)
+	}
+	if err := publish(); err != nil {
+		return err
 	}
 	_, err = sh.follower.waitFor(ctx, s.allPlanned)
 	return err
 }
+
+// maxPlanRecords bounds the plan and task records of one transaction
+// (several collections' plans; a larger collection's alone).
+const maxPlanRecords = 10000
 
 // plannedCollection is the outcome of plan for one collection.
 type plannedCollection struct {
