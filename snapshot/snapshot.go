@@ -107,9 +107,8 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 	// task waits in handle until the follower has read its run, so a worker
 	// never reads ahead of the recorded state, and until the group has
 	// settled (see groupSettler), which is watched from the moment the
-	// workers join.
-	// Made at once, the workers join at once: a member joining a moment
-	// after the group formed costs it another rebalance.
+	// workers join. Made at once, the workers join at once: a member
+	// joining a moment after the group formed costs it another rebalance.
 	workers, err := newWorkers(ctx, sh)
 	if err != nil {
 		return nil, err
