@@ -144,7 +144,7 @@ func leaveGroup(ctx context.Context, admin *kgo.Client, group string, workers []
 	if err == nil {
 		err = resp.Error()
 	}
-	if err != nil && !errors.Is(err, kerr.UnknownMemberID) {
+	if err != nil && !errors.Is(err, kerr.UnknownMemberID) && !errors.Is(err, kerr.GroupIDNotFound) { // never joined
 		log.Warn("the snapshot workers could not leave their group; their tasks move to other workers after the session timeout",
 			"group", group, "session_timeout", WorkerSessionTimeout, "err", err)
 	}
