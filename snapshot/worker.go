@@ -261,19 +261,16 @@ func (w *worker) handle(ctx context.Context, rec *kgo.Record) error {
 		// whatever it did: give the task back untouched, and the skipped
 		// ones before it. End rewinds to the committed offsets, so they
 		// come again while their partitions are ours.
-		w.skipped = 0
-		if _, err := w.sess.End(ctx, kgo.TryAbort); err != nil {
+		if _, err := w.end(ctx, kgo.TryAbort); err != nil {
 			return fmt.Errorf("snapshot worker %s: giving back the task of chunk %s after a rebalance: %w", w.name, id, err)
 		}
 		w.sh.log.Debug("a rebalance took partitions since the last task; giving this one back", "chunk", id, "worker", w.name)
 		return nil
 	}
+	if err := w.begin(); err != nil {
+		return err
+	}
 	if !read {
-		if w.skipped == 0 {
-			if err := w.sess.Begin(); err != nil {
-				return fmt.Errorf("snapshot worker %s: beginning a transaction: %w", w.name, err)
-			}
-		}
 		w.skipped++
 		if t.Run != st.Run {
 			w.sh.log.Debug("skipping a task of another run", "chunk", id, "task_run", t.Run, "run", st.Run)
@@ -286,12 +283,6 @@ func (w *worker) handle(ctx context.Context, rec *kgo.Record) error {
 		return nil
 	}
 	// Skipped tasks before the chunk commit with it.
-	if w.skipped == 0 {
-		if err := w.sess.Begin(); err != nil {
-			return fmt.Errorf("snapshot worker %s: beginning a transaction: %w", w.name, err)
-		}
-	}
-	w.skipped = 0
 	d, err := w.read(ctx, t)
 	if err != nil {
 		w.abort(ctx)
@@ -299,8 +290,7 @@ func (w *worker) handle(ctx context.Context, rec *kgo.Record) error {
 	}
 	w.produceDone(ctx, d)
 	commitStart := time.Now()
-	w.revoked.Store(false) // End starts the session over
-	committed, err := w.sess.End(ctx, kgo.TryCommit)
+	committed, err := w.end(ctx, kgo.TryCommit)
 	if err != nil {
 		return fmt.Errorf("snapshot worker %s: committing chunk %s: %w", w.name, id, err)
 	}
@@ -322,9 +312,7 @@ func (w *worker) endSkips(ctx context.Context) error {
 	if n == 0 {
 		return nil
 	}
-	w.skipped = 0
-	w.revoked.Store(false) // End starts the session over
-	committed, err := w.sess.End(ctx, kgo.TryCommit)
+	committed, err := w.end(ctx, kgo.TryCommit)
 	if err != nil {
 		return fmt.Errorf("snapshot worker %s: committing %d skipped tasks: %w", w.name, n, err)
 	}
@@ -334,12 +322,32 @@ func (w *worker) endSkips(ctx context.Context) error {
 	return nil
 }
 
+// begin opens a transaction, unless skipped tasks hold one open already.
+func (w *worker) begin() error {
+	if w.skipped > 0 {
+		return nil
+	}
+	if err := w.sess.Begin(); err != nil {
+		return fmt.Errorf("snapshot worker %s: beginning a transaction: %w", w.name, err)
+	}
+	return nil
+}
+
+// end ends the open transaction, with the skipped tasks in it, and starts
+// the session over: a revocation before it no longer concerns the next
+// transaction.
+func (w *worker) end(ctx context.Context, try kgo.TransactionEndTry) (committed bool, err error) {
+	w.skipped = 0
+	w.revoked.Store(false)
+	return w.sess.End(ctx, try)
+}
+
 // abort ends the open transaction with an abort, within a bounded time even
 // when ctx is already cancelled.
 func (w *worker) abort(ctx context.Context) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if _, err := w.sess.End(actx, kgo.TryAbort); err != nil {
+	if _, err := w.end(actx, kgo.TryAbort); err != nil {
 		w.sh.log.Warn("aborting a chunk's transaction failed; the transaction timeout will abort it",
 			"worker", w.name, "err", err)
 	}
