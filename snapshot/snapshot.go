@@ -233,22 +233,25 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 	// collection's plan always with its tasks): one transaction each costs
 	// about 15 ms, seconds for many small collections.
 	var (
-		pending []*kgo.Record
-		logs    []func()
-		names   []string
-		planned int // collections planned so far, to spread their tasks
+		pending []*kgo.Record // the plans' and their tasks' records
+		plans   []Plan        // the plans in pending
+		planned int           // collections planned so far, to spread their tasks
 	)
 	publish := func() error {
 		if len(pending) == 0 {
 			return nil
 		}
 		if err := transact(ctx, planner, pending...); err != nil {
+			names := make([]string, len(plans))
+			for i, p := range plans {
+				names[i] = p.Namespace
+			}
 			return fmt.Errorf("publishing the plans of %s: %w", strings.Join(names, ", "), err)
 		}
-		for _, log := range logs {
-			log()
+		for _, p := range plans {
+			s.log.Info("planned", "collection", p.Namespace, "documents", p.Documents, "chunks", len(p.Chunks), "run", p.Run)
 		}
-		pending, logs, names = nil, nil, nil
+		pending, plans = nil, nil
 		return nil
 	}
 	for i, n := range nss {
@@ -302,10 +305,7 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 				Partition: int32((planned + i*taskParts/len(chunks)) % taskParts)})
 		}
 		planned++
-		names = append(names, ns)
-		logs = append(logs, func() {
-			s.log.Info("planned", "collection", ns, "documents", count, "chunks", len(chunks), "run", st.Run)
-		})
+		plans = append(plans, p)
 		if len(pending) >= maxPlanRecords {
 			if err := publish(); err != nil {
 				return err
