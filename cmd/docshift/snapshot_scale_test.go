@@ -230,28 +230,15 @@ func TestSnapshotWorkerProcessKilledForGood(t *testing.T) {
 	if err := b.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		st, err := snapshot.ReadState(ctx, r.tcfg, nil)
+	killWhen(ctx, t, r.tcfg, b, bout, func(st *snapshot.State) bool {
 		byGone := 0
-		if err == nil {
-			for _, d := range st.Done {
-				if strings.Contains(d.Worker, "-snapshot-gone-") {
-					byGone++
-				}
+		for _, d := range st.Done {
+			if strings.Contains(d.Worker, "-snapshot-gone-") {
+				byGone++
 			}
 		}
-		if byGone >= 2 {
-			if err := b.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			_ = b.Wait()
-			break
-		}
-		if b.ProcessState != nil || (err == nil && !st.Complete.IsZero()) {
-			t.Fatalf("the run ended before the worker process could be killed:\n%s", bout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return byGone >= 2
+	})
 	if err := a.Wait(); err != nil {
 		t.Fatalf("planning process after the worker process was killed: %v\n%s", err, aout)
 	}
@@ -384,22 +371,7 @@ func killMidRun(ctx context.Context, t *testing.T, bin string, tcfg topic.Config
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		st, err := snapshot.ReadState(ctx, tcfg, nil)
-		if err == nil && len(st.Done) >= 5 {
-			at = time.Now()
-			if err := first.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			_ = first.Wait()
-			before = st
-			break
-		}
-		if first.ProcessState != nil {
-			t.Fatalf("the snapshot ended before it could be killed:\n%s", out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	before, at = killWhen(ctx, t, tcfg, first, out, func(st *snapshot.State) bool { return len(st.Done) >= 5 })
 	// What was recorded by the time the process died (at least what we saw).
 	killed, err := snapshot.ReadState(ctx, tcfg, nil)
 	if err != nil {
@@ -409,6 +381,36 @@ func killMidRun(ctx context.Context, t *testing.T, bin string, tcfg topic.Config
 		t.Fatalf("the run completed before the kill (%d chunks done): make chunks smaller", len(killed.Done))
 	}
 	return killed, before, at
+}
+
+// killWhen kill -9s the started snapshot process cmd (its output in out)
+// once the recorded state satisfies cond, and returns that state and when
+// it was killed. It fails the test if the process ends, or the run
+// completes, first.
+func killWhen(ctx context.Context, t *testing.T, tcfg topic.Config, cmd *exec.Cmd, out *strings.Builder, cond func(*snapshot.State) bool) (*snapshot.State, time.Time) {
+	t.Helper()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for {
+		select {
+		case err := <-exited:
+			t.Fatalf("the snapshot process ended (%v) before it could be killed:\n%s", err, out)
+		default:
+		}
+		st, err := snapshot.ReadState(ctx, tcfg, nil)
+		if err == nil && !st.Complete.IsZero() {
+			t.Fatalf("the run completed before the snapshot process could be killed (%d chunks done):\n%s", len(st.Done), out)
+		}
+		if err == nil && cond(st) {
+			at := time.Now()
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			<-exited
+			return st, at
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // TestSnapshotRestartAfterKill: a run killed mid-way and started over with
