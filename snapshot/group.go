@@ -40,6 +40,7 @@ type groupSettler struct {
 	max     time.Duration // the longest wait (settleMax)
 	done    chan struct{} // closed by run
 	settled bool          // whether it did, once done is closed
+	size    int           // the members of the settled group (of every process)
 }
 
 func newGroupSettler(cl *kgo.Client, group, topic string, members func() []string, log *slog.Logger) *groupSettler {
@@ -76,10 +77,9 @@ func (g *groupSettler) run(ctx context.Context) {
 			partitions, why = len(td[g.topic].Partitions), err
 		}
 		if partitions > 0 {
-			var ok bool
-			if ok, why = g.stable(wctx, partitions); ok {
+			if g.size, why = g.stable(wctx, partitions); g.size > 0 {
 				g.settled = true
-				g.log.Debug("snapshot workers' group settled", "group", g.group, "waited_seconds", time.Since(start).Seconds())
+				g.log.Debug("snapshot workers' group settled", "group", g.group, "members", g.size, "waited_seconds", time.Since(start).Seconds())
 				return
 			}
 		}
@@ -95,23 +95,23 @@ func (g *groupSettler) run(ctx context.Context) {
 	}
 }
 
-// stable reports whether the group is stable with every local worker a
-// member and all partitions of the task topic assigned, or the error that
-// kept it from telling.
-func (g *groupSettler) stable(ctx context.Context, partitions int) (bool, error) {
+// stable returns the number of members of the group if it is stable with
+// every local worker a member and all partitions of the task topic
+// assigned, and else 0, with the error that kept it from telling.
+func (g *groupSettler) stable(ctx context.Context, partitions int) (int, error) {
 	dg, err := g.admin.DescribeGroups(ctx, g.group)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	d, ok := dg[g.group]
 	if !ok {
-		return false, nil
+		return 0, nil
 	}
 	if d.Err != nil {
-		return false, d.Err
+		return 0, d.Err
 	}
 	if d.State != "Stable" {
-		return false, nil
+		return 0, nil
 	}
 	in := make(map[string]bool, len(d.Members))
 	for _, m := range d.Members {
@@ -119,10 +119,13 @@ func (g *groupSettler) stable(ctx context.Context, partitions int) (bool, error)
 	}
 	for _, id := range g.members() {
 		if !in[id] {
-			return false, nil
+			return 0, nil
 		}
 	}
-	return len(d.AssignedPartitions()[g.topic]) == partitions, nil
+	if len(d.AssignedPartitions()[g.topic]) != partitions {
+		return 0, nil
+	}
+	return len(d.Members), nil
 }
 
 // leaveGroup takes the process's stopped workers out of their group. Static

@@ -112,7 +112,10 @@ func TestGroupSettler(t *testing.T) {
 // the group forms over several rebalances, with tasks already published),
 // and checks from this process's counters that no chunk was read twice: a
 // chunk read while the group still formed used to be aborted by the
-// rebalance that completed it and read again.
+// rebalance that completed it and read again. From the recorded state it
+// checks that the ten chunks were dealt evenly, 2 or 3 to each worker: the
+// sticky balancer, keeping what each member took while the group formed,
+// left one worker 4 and another 1.
 func TestFormingGroupReadsEachChunkOnce(t *testing.T) {
 	const n = 20_000
 	r := newOrdersRig(t, n)
@@ -127,6 +130,20 @@ func TestFormingGroupReadsEachChunkOnce(t *testing.T) {
 		read, aborted := counter(t, reg, "docshift_snapshot_documents_read_total"), counter(t, reg, "docshift_snapshot_chunks_aborted_total")
 		if read != n || aborted != 0 {
 			t.Errorf("run %d: read %v documents of %d, aborted %v chunk transactions; want every chunk read once", run+1, read, n, aborted)
+		}
+		st, err := ReadState(r.ctx, r.topics, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byWorker := map[string]int{}
+		for _, d := range st.Done {
+			byWorker[d.Worker]++
+		}
+		for w, k := range byWorker {
+			if k < 2 || k > 3 || len(byWorker) != cfg.Workers {
+				t.Errorf("run %d: chunks read per worker %v (worker %s: %d); want 2 or 3 of the 10 for each of the %d workers", run+1, byWorker, w, k, cfg.Workers)
+				break
+			}
 		}
 	}
 }

@@ -235,7 +235,8 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 	var (
 		pending []*kgo.Record // the plans' and their tasks' records
 		plans   []Plan        // the plans in pending
-		planned int           // collections planned so far, to spread their tasks
+		dealt   int           // the run's tasks published so far, to spread the next ones
+		cycle   int           // the task partitions they are dealt over (dealCycle)
 	)
 	publish := func() error {
 		if len(pending) == 0 {
@@ -287,6 +288,11 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 		if err != nil {
 			return fmt.Errorf("recording the plan of %s: %w", ns, err)
 		}
+		if cycle == 0 {
+			if cycle, err = s.dealCycle(ctx, sh, taskParts); err != nil {
+				return err
+			}
+		}
 		pending = append(pending, &kgo.Record{Topic: s.topics.State(), Key: planKey(st.Run, ns), Value: b})
 		if !st.Complete.IsZero() { // a collection joins a finished run: reopen it
 			pending = append(pending, &kgo.Record{Topic: s.topics.State(), Key: completeKey(st.Run)})
@@ -297,14 +303,12 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 			if err != nil {
 				return fmt.Errorf("publishing the tasks of %s: %w", ns, err)
 			}
-			// Spread evenly over the partitions, so that the workers (each
-			// owning a range of them) get about as many chunks each; each
-			// collection starts one partition further, so collections of a
-			// chunk or two do not all land on the first partitions.
+			// Dealt to the workers in turn (see spreadBalancer), across
+			// collections too: many one-chunk collections reach every worker.
 			pending = append(pending, &kgo.Record{Topic: s.topics.SnapshotTasks(), Key: []byte(ch.ID()), Value: tb,
-				Partition: int32((planned + i*taskParts/len(chunks)) % taskParts)})
+				Partition: int32((dealt + i) % cycle)})
 		}
-		planned++
+		dealt += len(chunks)
 		plans = append(plans, p)
 		if len(pending) >= maxPlanRecords {
 			if err := publish(); err != nil {
@@ -317,6 +321,33 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 	}
 	_, err = sh.follower.waitFor(ctx, s.allPlanned)
 	return err
+}
+
+// dealCycle returns over how many task partitions, from the first, the
+// planner deals a run's tasks: partition p goes to the (p mod n)-th of the n
+// workers of the group (see spreadBalancer), so the largest multiple of n
+// gives each worker as many tasks as the next, give or take one. A process
+// with workers waits for their group to settle (its workers wait for it
+// before their first task anyway) and counts its members, of every process;
+// without workers, or with more workers than partitions, it is every
+// partition.
+func (s *Snapshot) dealCycle(ctx context.Context, sh *shared, partitions int) (int, error) {
+	if s.cfg.Workers == 0 {
+		return partitions, nil
+	}
+	if err := sh.group.wait(ctx); err != nil {
+		return 0, err
+	}
+	return cycleFor(partitions, sh.group.size), nil
+}
+
+// cycleFor is the largest multiple of the members that is at most the
+// partitions (every partition when the members are unknown or more).
+func cycleFor(partitions, members int) int {
+	if members > 0 && members <= partitions {
+		return partitions / members * members
+	}
+	return partitions
 }
 
 // maxPlanRecords bounds the plan and task records of one transaction

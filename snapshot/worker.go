@@ -79,7 +79,9 @@ func newWorker(ctx context.Context, sh *shared, i int) (*worker, error) {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
-		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		// The sticky balancer second: a group still holding workers of a
+		// docshift without spreadBalancer agrees on it (during an upgrade).
+		kgo.Balancers(newSpreadBalancer(), kgo.CooperativeStickyBalancer()),
 		kgo.SessionTimeout(WorkerSessionTimeout),
 		// A static member: a process restarted with the same --worker-id
 		// (after a crash or kill -9) takes its workers' places in the group
