@@ -30,38 +30,20 @@ func ExtJSON(v bson.RawValue, canonical bool) (string, error) {
 	return string(b), err
 }
 
-// docJSON renders a list of elements as a JSON object.
-func docJSON(elems []bson.E, canonical bool) (string, error) {
-	b := []byte{'{'}
-	for i, e := range elems {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendKey(b, e.Key)
-		var err error
-		switch v := e.Value.(type) {
-		case bson.RawValue:
-			b, err = appendJSON(b, v, canonical)
-		case []bson.E:
-			var s string
-			s, err = docJSON(v, canonical)
-			b = append(b, s...)
-		case nil:
-			b = append(b, "null"...)
-		default:
-			err = fmt.Errorf("docJSON: unexpected %T", e.Value)
-		}
-		if err != nil {
-			return "", err
-		}
-	}
-	return string(append(b, '}')), nil
-}
-
 func appendKey(b []byte, k string) []byte {
 	// Keys cannot hold NUL (BSON keys are C strings); invalid UTF-8 in a key
 	// is replaced, as JSON object keys must be text.
 	b = appendString(b, strings.ToValidUTF8(k, "\uFFFD"))
+	return append(b, ':')
+}
+
+// appendKeyBytes is appendKey of a key read in place from BSON: a valid
+// UTF-8 key (nearly every one) is written without making it a string.
+func appendKeyBytes(b []byte, k []byte) []byte {
+	if !utf8.Valid(k) {
+		return appendKey(b, string(k))
+	}
+	b = appendString(b, string(k)) // no copy: s does not escape
 	return append(b, ':')
 }
 

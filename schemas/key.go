@@ -12,7 +12,8 @@ import (
 // BSON type: 1, "1", 1.0 and ObjectId values all give different strings, and a
 // composite _id document keeps its field order.
 func CanonicalID(id bson.RawValue) (string, error) {
-	b, err := canonicalJSON(id)
+	var buf [64]byte // an ObjectId's is 34 bytes: one allocation, the string's
+	b, err := appendJSON(buf[:0], id, true)
 	if err != nil {
 		return "", fmt.Errorf("encoding _id: %w", err)
 	}

@@ -15,6 +15,8 @@ type Document struct {
 	ID        string         // canonical Extended JSON of _id
 	Row       map[string]any // Avro field name -> value (nil for SQL NULL)
 	Conflicts []Conflict     // values that did not fit their column (kept in _extra)
+
+	scratch []byte // where _extra is built, kept for the next NormalizeInto
 }
 
 // Conflict records a value that does not fit its column (or a child path
@@ -53,13 +55,13 @@ func (c *Collection) Normalize(database string, doc bson.Raw) (*Document, error)
 	return d, nil
 }
 
-// NormalizeInto is Normalize into d, reusing d's row map: for a caller that
-// is done with one document before it normalizes the next (the snapshot
-// encodes each row at once), it saves the map's allocation.
+// NormalizeInto is Normalize into d, reusing d's row map and scratch space:
+// for a caller that is done with one document before it normalizes the next
+// (the snapshot encodes each row at once), it saves their allocation.
 func (c *Collection) NormalizeInto(database string, doc bson.Raw, d *Document) error {
-	row := d.Row
+	row, scratch := d.Row, d.scratch
 	clear(row)
-	*d = Document{}
+	*d = Document{scratch: scratch[:0]}
 	// Malformed BSON is an error, never a panic in a value accessor below.
 	if err := doc.Validate(); err != nil {
 		return fmt.Errorf("malformed BSON document: %w", err)
@@ -74,7 +76,7 @@ func (c *Collection) NormalizeInto(database string, doc bson.Raw, d *Document) e
 	if d.Tenant, err = c.tenant(database, doc); err != nil {
 		return fmt.Errorf("document %s: %w", d.ID, err)
 	}
-	w := walker{table: c.Table, dlq: c.OnConflict == ConflictDLQ, conflicts: &d.Conflicts}
+	w := walker{table: c.Table, dlq: c.OnConflict == ConflictDLQ, conflicts: &d.Conflicts, extra: &d.scratch}
 	skip := "" // a top-level tenant field is carried in _tenant; a nested one stays in place
 	if c.Tenant.Field != "" && !strings.Contains(c.Tenant.Field, ".") {
 		skip = c.Tenant.Field
@@ -91,6 +93,10 @@ type walker struct {
 	table     string
 	dlq       bool
 	conflicts *[]Conflict
+	// extra is where the _extra JSON of the row being built is written,
+	// as its fields are met (a child row's after its parent's so far, and
+	// taken off again).
+	extra *[]byte
 }
 
 // row builds the row of one (sub-)document mapped by tree: its columns, its
@@ -109,34 +115,45 @@ func (w *walker) rowInto(row map[string]any, doc bson.Raw, tree *pathNode, skip 
 		}
 		row = make(map[string]any, size)
 	}
-	extra, err := w.walk(doc, tree, row, skip, true)
+	start := len(*w.extra)
+	defer func() { *w.extra = (*w.extra)[:start] }()
+	*w.extra = append(*w.extra, '{')
+	n, err := w.walk(doc, tree, row, skip, true)
 	if err != nil {
 		return nil, err
 	}
-	if len(extra) > 0 {
-		s, err := docJSON(extra, true)
-		if err != nil {
-			return nil, fmt.Errorf("encoding _extra: %w", err)
-		}
-		row[ColExtra] = s
+	if n > 0 {
+		*w.extra = append(*w.extra, '}')
+		row[ColExtra] = string((*w.extra)[start:])
 	}
 	return row, nil
 }
 
-// walk fills row from the fields of doc that tree maps and returns the rest,
-// for _extra. Nested unmapped parts keep their place: {"a": {"b": 1}} with
-// a.c mapped leaves {"a": {"b": 1}} in _extra.
-func (w *walker) walk(doc bson.Raw, tree *pathNode, row map[string]any, skip string, top bool) ([]bson.E, error) {
+// walk fills row from the fields of doc that tree maps and writes the rest
+// to w.extra as the members of a JSON object (canonical Extended JSON),
+// returning how many it wrote. Nested unmapped parts keep their place:
+// {"a": {"b": 1}} with a.c mapped leaves {"a": {"b": 1}} in _extra.
+func (w *walker) walk(doc bson.Raw, tree *pathNode, row map[string]any, skip string, top bool) (int, error) {
 	if len(doc) < 5 {
-		return nil, fmt.Errorf("malformed BSON: document of %d bytes", len(doc))
+		return 0, fmt.Errorf("malformed BSON: document of %d bytes", len(doc))
 	}
-	// The elements are read in place (no slice of them); a key becomes a
-	// string only when it goes to _extra.
-	var extra []bson.E
+	// The elements are read in place (no slice of them), and their keys
+	// are never made strings.
+	extras := 0
+	keep := func(key []byte, val bson.RawValue) error {
+		if extras > 0 {
+			*w.extra = append(*w.extra, ',')
+		}
+		extras++
+		*w.extra = appendKeyBytes(*w.extra, key)
+		var err error
+		*w.extra, err = appendJSON(*w.extra, val, true)
+		return err
+	}
 	for rem := bsoncore.Document(doc[4 : len(doc)-1]); len(rem) > 0; {
 		el, rest, ok := bsoncore.ReadElement(rem)
 		if !ok {
-			return nil, errors.New("malformed BSON: truncated element")
+			return 0, errors.New("malformed BSON: truncated element")
 		}
 		rem = rest
 		keyBytes, cv := el.KeyBytes(), el.Value()
@@ -148,48 +165,59 @@ func (w *walker) walk(doc bson.Raw, tree *pathNode, row map[string]any, skip str
 		if tree != nil {
 			n = tree.sub[string(keyBytes)]
 		}
+		var err error
 		switch {
 		case n == nil:
-			extra = append(extra, bson.E{Key: string(keyBytes), Value: val})
+			err = keep(keyBytes, val)
 		case n.col != nil:
 			if val.Type == bson.TypeNull {
 				row[n.avro] = nil
-				extra = append(extra, bson.E{Key: string(keyBytes), Value: val})
-				continue
+				err = keep(keyBytes, val)
+				break
 			}
 			v, ok := n.value(val)
 			if ok {
 				row[n.avro] = v
-				continue
+				break
 			}
 			*w.conflicts = append(*w.conflicts, Conflict{Table: w.table, Column: n.col.Name, Got: val.Type, Want: n.col.Type, Value: val})
 			if !w.dlq {
-				extra = append(extra, bson.E{Key: string(keyBytes), Value: val})
+				err = keep(keyBytes, val)
 			}
 		case n.child != nil:
-			rows, keep, err := w.children(n.child, val)
-			if err != nil {
-				return nil, err
+			var rows []any
+			var kept bool
+			if rows, kept, err = w.children(n.child, val); err == nil {
+				row[n.child.field()] = rows
+				if kept {
+					err = keep(keyBytes, val)
+				}
 			}
-			row[n.child.field()] = rows
-			if keep {
-				extra = append(extra, bson.E{Key: string(keyBytes), Value: val})
+		case val.Type != bson.TypeEmbeddedDocument: // mapped fields below this one, but no document
+			err = keep(keyBytes, val)
+		default:
+			// The sub-document's unmapped rest, as an object under its key,
+			// taken off again if it has none.
+			mark := len(*w.extra)
+			if extras > 0 {
+				*w.extra = append(*w.extra, ',')
 			}
-		default: // mapped fields below this one
-			if val.Type != bson.TypeEmbeddedDocument {
-				extra = append(extra, bson.E{Key: string(keyBytes), Value: val})
-				continue
-			}
-			rest, err := w.walk(val.Document(), n, row, "", false)
-			if err != nil {
-				return nil, err
-			}
-			if len(rest) > 0 {
-				extra = append(extra, bson.E{Key: string(keyBytes), Value: rest})
+			*w.extra = append(appendKeyBytes(*w.extra, keyBytes), '{')
+			var k int
+			if k, err = w.walk(val.Document(), n, row, "", false); err == nil {
+				if k == 0 {
+					*w.extra = (*w.extra)[:mark]
+				} else {
+					*w.extra = append(*w.extra, '}')
+					extras++
+				}
 			}
 		}
+		if err != nil {
+			return 0, err
+		}
 	}
-	return extra, nil
+	return extras, nil
 }
 
 // children returns the child rows of an array field. A value that is not an
@@ -208,14 +236,16 @@ func (w *walker) children(ch *Child, val bson.RawValue) (rows []any, keep bool, 
 	if err != nil {
 		return nil, false, fmt.Errorf("malformed BSON array %s: %w", ch.Path, err)
 	}
-	sub := walker{table: ch.Table, dlq: w.dlq, conflicts: w.conflicts}
+	sub := walker{table: ch.Table, dlq: w.dlq, conflicts: w.conflicts, extra: w.extra}
 	for _, el := range elems {
 		if el.Type != bson.TypeEmbeddedDocument {
-			s, err := docJSON([]bson.E{{Key: "$value", Value: el}}, true)
+			start := len(*w.extra)
+			b, err := appendJSON(append(*w.extra, `{"$value":`...), el, true)
 			if err != nil {
 				return nil, false, err
 			}
-			rows = append(rows, map[string]any{ColExtra: s})
+			rows = append(rows, map[string]any{ColExtra: string(append(b, '}')[start:])})
+			*w.extra = b[:start]
 			continue
 		}
 		r, err := sub.row(el.Document(), ch.tree, "")

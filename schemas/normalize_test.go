@@ -256,3 +256,64 @@ func TestNormalizeIntoReuses(t *testing.T) {
 		t.Error("malformed BSON: no error")
 	}
 }
+
+// TestExtraKeepsPlaces: _extra, written as the fields are met, keeps every
+// unmapped field in its place: the unmapped rest of a partly mapped
+// sub-document under its key (nothing when all of it is mapped), a scalar
+// where a sub-document was mapped, and a key that is not UTF-8 as text (as
+// encoding/json would: U+FFFD for the bad bytes).
+func TestExtraKeepsPlaces(t *testing.T) {
+	m, err := ParseMapping("test", []byte(`
+collections:
+  - source: shop.orders
+    tenant: {field: tenant_id}
+    columns:
+      - {path: customer.name, type: text}
+      - {path: customer.address.city, type: text}
+      - {path: seller.name, type: text}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &m.Collections[0]
+	// A key of bytes that are not UTF-8 cannot be marshalled from Go: it
+	// is patched into a document with a placeholder key of the same length.
+	raw := marshal(t, bson.D{
+		{Key: "_id", Value: int32(1)},
+		{Key: "tenant_id", Value: "acme"},
+		{Key: "a", Value: int32(1)},
+		{Key: "customer", Value: bson.D{
+			{Key: "name", Value: "Ann"},
+			{Key: "address", Value: bson.D{{Key: "city", Value: "Oslo"}, {Key: "zip", Value: "0150"}}},
+			{Key: "email", Value: "ann@example.com"},
+		}},
+		{Key: "seller", Value: "not a document"},
+		{Key: "XX", Value: true},
+		{Key: "z", Value: bson.D{{Key: "name", Value: "mapped elsewhere only"}}},
+	})
+	i := strings.Index(string(raw), "XX\x00")
+	raw[i], raw[i+1] = 0xff, 0xfe
+	var d Document
+	for range 2 { // the second time into the same Document: nothing left over
+		if err := c.NormalizeInto("shop", raw, &d); err != nil {
+			t.Fatal(err)
+		}
+		want := `{"a":{"$numberInt":"1"},"customer":{"address":{"zip":"0150"},"email":"ann@example.com"},"seller":"not a document","` +
+			"\uFFFD" + `":true,"z":{"name":"mapped elsewhere only"}}` // a run of bad bytes is one replacement
+		if got := d.Row[ColExtra]; got != want {
+			t.Fatalf("_extra\n got %v\nwant %s", got, want)
+		}
+		if d.Row["customer_name"] != "Ann" || d.Row["customer_address_city"] != "Oslo" {
+			t.Fatalf("row = %v", d.Row)
+		}
+	}
+	// Every field of a sub-document mapped: no trace of it in _extra.
+	all := marshal(t, bson.D{{Key: "_id", Value: int32(2)}, {Key: "tenant_id", Value: "acme"},
+		{Key: "customer", Value: bson.D{{Key: "name", Value: "Bo"}, {Key: "address", Value: bson.D{{Key: "city", Value: "Rome"}}}}}})
+	if err := c.NormalizeInto("shop", all, &d); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := d.Row[ColExtra]; ok {
+		t.Fatalf("_extra = %v, want none", v)
+	}
+}
