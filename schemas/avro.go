@@ -332,14 +332,26 @@ func (s *Schema) encodeNative(buf []byte, e *Envelope) ([]byte, error) {
 	return out, nil
 }
 
-// opIndex is the position of each Op in the envelope's Op enum.
-var opIndex = map[Op]int64{OpCreate: 0, OpUpdate: 1, OpDelete: 2, OpRead: 3}
+// opIndex is the position of an Op in the envelope's Op enum.
+func opIndex(op Op) (int64, bool) {
+	switch op {
+	case OpCreate:
+		return 0, true
+	case OpUpdate:
+		return 1, true
+	case OpDelete:
+		return 2, true
+	case OpRead:
+		return 3, true
+	}
+	return 0, false
+}
 
 // appendEnvelope appends the Avro binary datum of e; it reports false when
 // a value is not of the Go type the row encoder writes (buf is then to be
 // discarded).
 func (s *Schema) appendEnvelope(buf []byte, e *Envelope) ([]byte, bool) {
-	op, ok := opIndex[e.Op]
+	op, ok := opIndex(e.Op)
 	if !ok || (e.Row != nil && s.rows == nil) {
 		return buf, false
 	}

@@ -1,7 +1,9 @@
 package schemas
 
 import (
+	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -43,7 +45,7 @@ func appendKeyBytes(b []byte, k []byte) []byte {
 	if !utf8.Valid(k) {
 		return appendKey(b, string(k))
 	}
-	b = appendString(b, string(k)) // no copy: s does not escape
+	b = appendString(b, k)
 	return append(b, ':')
 }
 
@@ -62,8 +64,9 @@ func appendStringValue(b []byte, s string) []byte {
 }
 
 // appendString writes a JSON string; s must be valid UTF-8. Runs of bytes
-// that need no escape are copied whole.
-func appendString(b []byte, s string) []byte {
+// that need no escape are copied whole. s is a string, or bytes read in
+// place from BSON.
+func appendString[S string | []byte](b []byte, s S) []byte {
 	const hexDigits = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0
@@ -109,6 +112,20 @@ func formatDouble(f float64) string {
 	return s
 }
 
+// stringBytes returns the bytes of a BSON string value where they are (no
+// string is made of them): an int32 length that counts the trailing NUL,
+// the bytes, the NUL.
+func stringBytes(v bson.RawValue) ([]byte, bool) {
+	if len(v.Value) < 5 {
+		return nil, false
+	}
+	n := int(int32(binary.LittleEndian.Uint32(v.Value)))
+	if n < 1 || n > len(v.Value)-4 || v.Value[3+n] != 0 {
+		return nil, false
+	}
+	return v.Value[4 : 3+n], true
+}
+
 // errMalformed is returned for a BSON value whose bytes do not hold its type.
 var errMalformed = errors.New("malformed BSON value")
 
@@ -125,11 +142,14 @@ func appendJSON(b []byte, v bson.RawValue, canonical bool) ([]byte, error) {
 		}
 		return append(append(append(b, `{"$numberDouble":"`...), formatDouble(f)...), `"}`...), nil
 	case bson.TypeString:
-		s, ok := v.StringValueOK()
+		s, ok := stringBytes(v)
 		if !ok {
 			return bad()
 		}
-		return appendStringValue(b, s), nil
+		if utf8.Valid(s) && bytes.IndexByte(s, 0) < 0 { // pgSafe, in place
+			return appendString(b, s), nil
+		}
+		return appendStringValue(b, string(s)), nil
 	case bson.TypeEmbeddedDocument, bson.TypeArray:
 		return appendContainer(b, v, canonical)
 	case bson.TypeBinary:

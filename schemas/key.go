@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 
@@ -12,8 +13,12 @@ import (
 // BSON type: 1, "1", 1.0 and ObjectId values all give different strings, and a
 // composite _id document keeps its field order.
 func CanonicalID(id bson.RawValue) (string, error) {
-	var buf [64]byte // an ObjectId's is 34 bytes: one allocation, the string's
-	b, err := appendJSON(buf[:0], id, true)
+	if oid, ok := id.ObjectIDOK(); ok { // nearly every _id: built in place, one allocation
+		b := make([]byte, 0, len(`{"$oid":""}`)+2*len(oid))
+		b = hex.AppendEncode(append(b, `{"$oid":"`...), oid[:])
+		return string(append(b, `"}`...)), nil
+	}
+	b, err := appendJSON(nil, id, true)
 	if err != nil {
 		return "", fmt.Errorf("encoding _id: %w", err)
 	}
