@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -66,22 +67,29 @@ func (c *Collection) NormalizeInto(database string, doc bson.Raw, d *Document) e
 	if err := doc.Validate(); err != nil {
 		return fmt.Errorf("malformed BSON document: %w", err)
 	}
-	idVal, err := doc.LookupErr("_id")
-	if err != nil {
+	w := walker{table: c.Table, dlq: c.OnConflict == ConflictDLQ, conflicts: &d.Conflicts, extra: &d.scratch}
+	if c.Tenant.Field != "" && !strings.Contains(c.Tenant.Field, ".") {
+		// A top-level tenant field is carried in _tenant (a nested one
+		// stays in place): the walk takes it out, with _id.
+		w.tenantField = c.Tenant.Field
+	}
+	var werr error
+	d.Row, werr = w.rowInto(row, doc, c.tree, true)
+	if w.id.Type == 0 {
 		return ErrNoID
 	}
-	if d.ID, err = CanonicalID(idVal); err != nil {
+	var err error
+	if d.ID, err = CanonicalID(w.id); err != nil {
 		return err
 	}
-	if d.Tenant, err = c.tenant(database, doc); err != nil {
-		return fmt.Errorf("document %s: %w", d.ID, err)
+	if w.tenantField != "" {
+		d.Tenant, err = c.tenantOf(w.tenant, w.tenant.Type != 0)
+	} else {
+		d.Tenant, err = c.tenant(database, doc)
 	}
-	w := walker{table: c.Table, dlq: c.OnConflict == ConflictDLQ, conflicts: &d.Conflicts, extra: &d.scratch}
-	skip := "" // a top-level tenant field is carried in _tenant; a nested one stays in place
-	if c.Tenant.Field != "" && !strings.Contains(c.Tenant.Field, ".") {
-		skip = c.Tenant.Field
+	if err == nil {
+		err = werr
 	}
-	d.Row, err = w.rowInto(row, doc, c.tree, skip)
 	if err != nil {
 		return fmt.Errorf("document %s: %w", d.ID, err)
 	}
@@ -93,6 +101,10 @@ type walker struct {
 	table     string
 	dlq       bool
 	conflicts *[]Conflict
+	// The top level's _id and tenant field (when tenantField is set) are
+	// not the row's: the walk keeps their values (the first of each) here.
+	tenantField string
+	id, tenant  bson.RawValue
 	// extra is where the _extra JSON of the row being built is written,
 	// as its fields are met (a child row's after its parent's so far, and
 	// taken off again).
@@ -100,14 +112,14 @@ type walker struct {
 }
 
 // row builds the row of one (sub-)document mapped by tree: its columns, its
-// child arrays and its _extra. skip names a top-level field that is carried
-// elsewhere (the tenant field).
-func (w *walker) row(doc bson.Raw, tree *pathNode, skip string) (map[string]any, error) {
-	return w.rowInto(nil, doc, tree, skip)
+// child arrays and its _extra. top is the document's own row, whose _id and
+// tenant field are carried elsewhere.
+func (w *walker) row(doc bson.Raw, tree *pathNode, top bool) (map[string]any, error) {
+	return w.rowInto(nil, doc, tree, top)
 }
 
 // rowInto is row filling row, an empty map, or a new one if row is nil.
-func (w *walker) rowInto(row map[string]any, doc bson.Raw, tree *pathNode, skip string) (map[string]any, error) {
+func (w *walker) rowInto(row map[string]any, doc bson.Raw, tree *pathNode, top bool) (map[string]any, error) {
 	if row == nil {
 		size := 1 // _extra
 		if tree != nil {
@@ -118,7 +130,7 @@ func (w *walker) rowInto(row map[string]any, doc bson.Raw, tree *pathNode, skip 
 	start := len(*w.extra)
 	defer func() { *w.extra = (*w.extra)[:start] }()
 	*w.extra = append(*w.extra, '{')
-	n, err := w.walk(doc, tree, row, skip, true)
+	n, err := w.walk(doc, tree, row, top)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +145,7 @@ func (w *walker) rowInto(row map[string]any, doc bson.Raw, tree *pathNode, skip 
 // to w.extra as the members of a JSON object (canonical Extended JSON),
 // returning how many it wrote. Nested unmapped parts keep their place:
 // {"a": {"b": 1}} with a.c mapped leaves {"a": {"b": 1}} in _extra.
-func (w *walker) walk(doc bson.Raw, tree *pathNode, row map[string]any, skip string, top bool) (int, error) {
+func (w *walker) walk(doc bson.Raw, tree *pathNode, row map[string]any, top bool) (int, error) {
 	if len(doc) < 5 {
 		return 0, fmt.Errorf("malformed BSON: document of %d bytes", len(doc))
 	}
@@ -156,10 +168,25 @@ func (w *walker) walk(doc bson.Raw, tree *pathNode, row map[string]any, skip str
 			return 0, errors.New("malformed BSON: truncated element")
 		}
 		rem = rest
-		keyBytes, cv := el.KeyBytes(), el.Value()
-		val := bson.RawValue{Type: bson.Type(cv.Type), Value: cv.Data}
-		if top && (string(keyBytes) == "_id" || (skip != "" && string(keyBytes) == skip)) {
-			continue
+		// An element ReadElement returns is whole: type, key and its NUL,
+		// value. It is split here once (its accessors each look for the
+		// key's end again).
+		k := bytes.IndexByte(el[1:], 0)
+		keyBytes := el[1 : 1+k]
+		val := bson.RawValue{Type: bson.Type(el[0]), Value: el[2+k:]}
+		if top {
+			switch {
+			case string(keyBytes) == "_id":
+				if w.id.Type == 0 {
+					w.id = val
+				}
+				continue
+			case w.tenantField != "" && string(keyBytes) == w.tenantField:
+				if w.tenant.Type == 0 {
+					w.tenant = val
+				}
+				continue
+			}
 		}
 		var n *pathNode
 		if tree != nil {
@@ -204,7 +231,7 @@ func (w *walker) walk(doc bson.Raw, tree *pathNode, row map[string]any, skip str
 			}
 			*w.extra = append(appendKeyBytes(*w.extra, keyBytes), '{')
 			var k int
-			if k, err = w.walk(val.Document(), n, row, "", false); err == nil {
+			if k, err = w.walk(val.Document(), n, row, false); err == nil {
 				if k == 0 {
 					*w.extra = (*w.extra)[:mark]
 				} else {
@@ -248,7 +275,7 @@ func (w *walker) children(ch *Child, val bson.RawValue) (rows []any, keep bool, 
 			*w.extra = b[:start]
 			continue
 		}
-		r, err := sub.row(el.Document(), ch.tree, "")
+		r, err := sub.row(el.Document(), ch.tree, false)
 		if err != nil {
 			return nil, false, err
 		}
@@ -275,7 +302,13 @@ func (c *Collection) tenant(database string, doc bson.Raw) (string, error) {
 		path = strings.Split(c.Tenant.Field, ".")
 	}
 	v, err := doc.LookupErr(path...)
-	if err != nil {
+	return c.tenantOf(v, err == nil)
+}
+
+// tenantOf is the tenant that the value v of the tenant field names, or
+// the error that says why there is none (found: whether the field is there).
+func (c *Collection) tenantOf(v bson.RawValue, found bool) (string, error) {
+	if !found {
 		return "", fmt.Errorf("%w: field %q is missing", ErrNoTenant, c.Tenant.Field)
 	}
 	t, err := TenantValue(v)

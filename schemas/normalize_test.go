@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"errors"
 	"math"
 	"reflect"
 	"strings"
@@ -99,6 +100,17 @@ func TestNormalizeErrors(t *testing.T) {
 	_, err := c.Normalize("shop", marshal(t, bson.D{{Key: "_id", Value: "x"}}))
 	if err == nil || !strings.Contains(err.Error(), `field "tenant_id" is missing`) || !strings.Contains(err.Error(), `"x"`) {
 		t.Errorf("no tenant: err = %v", err)
+	}
+	_, err = c.Normalize("shop", marshal(t, bson.D{{Key: "_id", Value: "y"}, {Key: "tenant_id", Value: nil}}))
+	if !errors.Is(err, ErrNoTenant) || !strings.Contains(err.Error(), `tenant field "tenant_id"`) || !strings.Contains(err.Error(), `"y"`) {
+		t.Errorf("null tenant: err = %v", err)
+	}
+	// A document with a field twice (BSON allows it) has the first _id and
+	// the first tenant, and neither goes to _extra.
+	d, err := c.Normalize("shop", marshal(t, bson.D{{Key: "tenant_id", Value: "first"}, {Key: "_id", Value: int32(1)},
+		{Key: "status", Value: "s"}, {Key: "_id", Value: int32(2)}, {Key: "tenant_id", Value: "second"}}))
+	if err != nil || d.ID != `{"$numberInt":"1"}` || d.Tenant != "first" || d.Row[ColExtra] != nil || d.Row["status"] != "s" {
+		t.Errorf("fields twice: %+v, %v", d, err)
 	}
 }
 
