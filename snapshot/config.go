@@ -36,6 +36,10 @@ type Config struct {
 	// revokedAtStart starts every worker as if a rebalance had just taken
 	// partitions from it (tests: the first task is given back).
 	revokedAtStart bool
+	// revokedAfterSkips marks every worker revoked once, as it skips its
+	// revokedAfterSkips-th task (tests: skipped tasks waiting to commit
+	// are given back).
+	revokedAfterSkips int
 }
 
 // DefaultConfig returns the defaults. A chunk of 20,000 documents (at most

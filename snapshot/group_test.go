@@ -3,9 +3,12 @@ package snapshot
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -426,6 +429,119 @@ func TestRestartAbortsTheKilledWorkersTransaction(t *testing.T) {
 	defer cancel()
 	if _, err := New(cfg, r.mapping, r.mongo, r.topics, quietTestLog(), nil, nil).Run(ctx); err != nil {
 		t.Fatalf("the restarted process, with a transaction of its killed worker open: %v", err)
+	}
+	st, err := ReadState(r.ctx, r.topics, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Run != 2 || st.Complete.IsZero() || documentsDone(st) != n {
+		t.Fatalf("state: run %d complete %v with %d documents, want run 2 complete with %d", st.Run, !st.Complete.IsZero(), documentsDone(st), n)
+	}
+}
+
+// planUnread records a run of the rig's collection in chunks of chunkDocs
+// documents by a planner without workers, on a task topic of one partition
+// (in order: the old run's tasks before the next run's), and stops it once
+// the plan is recorded: every task is left unread, for the next run to skip.
+func (r *ordersRig) planUnread(t *testing.T, chunkDocs int) Config {
+	t.Helper()
+	cfg := r.config(0)
+	cfg.ChunkDocs = chunkDocs
+	cfg.TaskPartitions = 1
+	ctx, stop := context.WithCancel(r.ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() {
+		_, err := New(cfg, r.mapping, r.mongo, r.topics, quietTestLog(), nil, nil).Run(ctx)
+		done <- err
+	}()
+	for {
+		st, err := ReadState(r.ctx, r.topics, nil)
+		if err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) { // not made yet: wait
+			t.Fatal(err)
+		}
+		if err == nil && len(st.Plans) == 1 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the planner stopped before its plan was recorded: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	stop()
+	<-done
+	return cfg
+}
+
+// TestSkipsCommitAtMostMaxSkipsEach restarts a run whose 2,600 tasks were
+// never read, with one worker on one task partition: it skips every one of
+// them, committing at most maxSkips per transaction (and the rest with the
+// new run's chunk), aborts nothing and reads the collection once.
+func TestSkipsCommitAtMostMaxSkipsEach(t *testing.T) {
+	const n = 2600
+	r := newOrdersRig(t, n)
+	cfg := r.planUnread(t, 1)
+	cfg.Workers, cfg.ChunkDocs, cfg.Restart = 1, n, true
+	var logs syncBuffer
+	reg := prometheus.NewRegistry()
+	if _, err := New(cfg, r.mapping, r.mongo, r.topics, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), reg, nil).Run(r.ctx); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if skipped := strings.Count(out, "skipping a task of another run"); skipped != n {
+		t.Errorf("skipped %d tasks of the old run, want all %d", skipped, n)
+	}
+	full, commits := 0, regexp.MustCompile(`skipped tasks committed" tasks=(\d+)`).FindAllStringSubmatch(out, -1)
+	for _, m := range commits {
+		k, _ := strconv.Atoi(m[1])
+		if k > maxSkips {
+			t.Errorf("one transaction committed %d skipped tasks, more than %d", k, maxSkips)
+		}
+		if k == maxSkips {
+			full++
+		}
+	}
+	if full == 0 {
+		t.Errorf("no transaction of %d skipped tasks (%d transactions of them): the cap was never reached", maxSkips, len(commits))
+	}
+	read, aborted := counter(t, reg, "docshift_snapshot_documents_read_total"), counter(t, reg, "docshift_snapshot_chunks_aborted_total")
+	if abortedSkips := strings.Count(out, "skipped tasks was aborted"); read != n || aborted != 0 || abortedSkips != 0 {
+		t.Errorf("read %v documents of %d, aborted %v chunks and %d transactions of skipped tasks; want every document read once, nothing aborted",
+			read, n, aborted, abortedSkips)
+	}
+	st, err := ReadState(r.ctx, r.topics, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Run != 2 || st.Complete.IsZero() || documentsDone(st) != n {
+		t.Fatalf("state: run %d complete %v with %d documents, want run 2 complete with %d", st.Run, !st.Complete.IsZero(), documentsDone(st), n)
+	}
+}
+
+// TestGivenBackSkippedTasksComeAgain: a rebalance that takes partitions
+// from a worker while skipped tasks wait in its open transaction makes it
+// give them back with the task in hand; they come again and are skipped
+// again, and the run reads everything once.
+func TestGivenBackSkippedTasksComeAgain(t *testing.T) {
+	const n, old = 1000, 50
+	r := newOrdersRig(t, n)
+	cfg := r.planUnread(t, n/old)
+	cfg.Workers, cfg.ChunkDocs, cfg.Restart = 1, n/2, true
+	cfg.revokedAfterSkips = 10
+	var logs syncBuffer
+	reg := prometheus.NewRegistry()
+	if _, err := New(cfg, r.mapping, r.mongo, r.topics, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), reg, nil).Run(r.ctx); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	given, skipped := strings.Count(out, "giving this one back"), strings.Count(out, "skipping a task of another run")
+	if given != 1 || skipped != old+10 {
+		t.Errorf("gave back %d times and skipped %d tasks of the old run; want once, and its %d tasks with the 10 given back skipped twice (%d)",
+			given, skipped, old, old+10)
+	}
+	if read := counter(t, reg, "docshift_snapshot_documents_read_total"); read != n {
+		t.Errorf("read %v documents, want %d: each chunk of the new run once", read, n)
 	}
 	st, err := ReadState(r.ctx, r.topics, nil)
 	if err != nil {
