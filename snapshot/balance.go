@@ -9,11 +9,12 @@ import (
 // robin: partition p goes to the (p mod n)-th of the n members, in the
 // order of their instance ids (each worker's is fixed: static membership).
 // The planner deals a run's chunks over consecutive partitions (see
-// dealCycle), so every worker gets as many chunks as the next, give or take
-// one, however the group formed. The sticky balancer it replaces keeps what each member
-// held through the rebalances of a forming group: four workers of one
-// process were measured reading 4, 3, 2 and 1 of ten chunks, the last two
-// one after the other by one worker while the others were idle.
+// dealCycle), so every worker gets as many chunks as the next, give or
+// take one, however the group formed. The sticky balancer it replaces
+// keeps what each member held through the rebalances of a forming group:
+// four workers of one process were measured reading 4, 3, 2 and 1 of ten
+// chunks, the last two one after the other by one worker while the others
+// were idle.
 //
 // It is cooperative, as the sticky one was: a rebalance revokes a partition
 // from its owner before another member takes it, and leaves alone a worker
