@@ -7,5 +7,7 @@ import "errors"
 var ErrBadState = errors.New("unreadable snapshot state")
 
 // ErrFenced marks a worker whose transactional id another process took over:
-// two processes run with the same --worker-id.
-var ErrFenced = errors.New("fenced by another snapshot process with the same worker id")
+// two processes run with the same --worker-id, or the worker was out of its
+// group for longer than its session timeout and the planning process ended
+// the transaction it had left open (see orphanReaper).
+var ErrFenced = errors.New("fenced by another snapshot process (one with the same worker id, or the planning process after this worker's session in the group expired)")

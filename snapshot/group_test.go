@@ -551,3 +551,87 @@ func TestGivenBackSkippedTasksComeAgain(t *testing.T) {
 		t.Fatalf("state: run %d complete %v with %d documents, want run 2 complete with %d", st.Run, !st.Complete.IsZero(), documentsDone(st), n)
 	}
 }
+
+// TestPlannerAbortsTheTransactionOfAWorkerGoneForGood: a worker of another
+// process, a member of the workers' group, leaves a transaction open with a
+// state record in it (10-minute timeout) and is never seen again, as if its
+// machine died. Every read-committed reader of the state topic is held back
+// by that transaction; once the worker's session in the group has expired,
+// the planning process takes over its transactional id, which aborts the
+// transaction, and the run completes (it would not for ten minutes).
+func TestPlannerAbortsTheTransactionOfAWorkerGoneForGood(t *testing.T) {
+	const n = 2000
+	r := newOrdersRig(t, n)
+	cfg := r.config(1)
+	gone := fmt.Sprintf("%s-snapshot-%s-gone-0", r.topics.Prefix, cfg.WorkerID)
+
+	// The other process's worker, a member first (it takes half the task
+	// partitions and reads nothing).
+	member, err := topic.NewClient(r.ctx, r.topics, nil, kgo.ConsumerGroup(r.topics.SnapshotGroup()),
+		kgo.ConsumeTopics(r.topics.SnapshotTasks()), kgo.InstanceID(gone), kgo.Balancers(newSpreadBalancer()),
+		kgo.SessionTimeout(WorkerSessionTimeout), kgo.HeartbeatInterval(100*time.Millisecond), kgo.DisableAutoCommit())
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := topic.NewClient(r.ctx, r.topics, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := topic.EnsureSnapshotTasks(r.ctx, admin, r.topics, cfg.TaskPartitions); err != nil {
+		t.Fatal(err)
+	}
+	for joined := false; !joined; time.Sleep(20 * time.Millisecond) {
+		go member.PollFetches(r.ctx)
+		dg, err := kadm.NewClient(admin).DescribeGroups(r.ctx, r.topics.SnapshotGroup())
+		if err != nil {
+			t.Fatal(err)
+		}
+		joined = len(dg[r.topics.SnapshotGroup()].Members) == 1
+	}
+
+	var logs syncBuffer
+	ctx, cancel := context.WithTimeout(r.ctx, 60*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := New(cfg, r.mapping, r.mongo, r.topics, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), nil, nil).Run(ctx)
+		done <- err
+	}()
+	for planned := false; !planned; time.Sleep(20 * time.Millisecond) {
+		st, err := ReadState(r.ctx, r.topics, nil)
+		if err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) {
+			t.Fatal(err)
+		}
+		planned = err == nil && len(st.Plans) == 1
+	}
+
+	// Its transaction, left open; then it is gone (a static member sends
+	// no leave).
+	txn, err := topic.NewClient(r.ctx, r.topics, nil, kgo.TransactionalID(gone), kgo.TransactionTimeout(10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.ProduceSync(r.ctx, &kgo.Record{Topic: r.topics.State(), Key: []byte("left-open")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	txn.Close()
+	member.Close()
+
+	if err := <-done; err != nil {
+		t.Fatalf("the planning process, with a transaction of a departed worker open: %v\n%s", err, logs.String())
+	}
+	if !strings.Contains(logs.String(), "a snapshot worker left the group with its transaction open; aborting it") {
+		t.Errorf("the run completed without aborting the departed worker's transaction:\n%s", logs.String())
+	}
+	st, err := ReadState(r.ctx, r.topics, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Complete.IsZero() || documentsDone(st) != n {
+		t.Fatalf("state: complete %v with %d documents, want complete with %d", !st.Complete.IsZero(), documentsDone(st), n)
+	}
+}

@@ -144,6 +144,14 @@ func (s *Snapshot) Run(ctx context.Context) ([]CollectionStats, error) {
 			sh.group.run(wctx)
 		}()
 	}
+	if !s.cfg.WorkerOnly {
+		reaper := newOrphanReaper(admin, s.topics, s.log)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reaper.run(wctx)
+		}()
+	}
 
 	var planner *kgo.Client
 	if !s.cfg.WorkerOnly {
