@@ -16,8 +16,9 @@ import (
 // leader moving, a topic just created and not yet known everywhere), a data
 // loss notice (the client has already reset the partition), and a lost group
 // session (the client rejoins) unless a non-retriable broker error, such as
-// a denied authorization, lost it. Context errors and a closed client are
-// returned, as is anything else.
+// a denied authorization, lost it; a member the group no longer knows (its
+// session expired while it was stopped or cut off) rejoins as a new one.
+// Context errors and a closed client are returned, as is anything else.
 func FetchErr(fs kgo.Fetches, log *slog.Logger) error {
 	var first error
 	fs.EachError(func(t string, p int32, err error) {
@@ -45,7 +46,8 @@ func Transient(err error) bool {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, kgo.ErrClientClosed):
 		return false
 	case errors.As(err, &session):
-		return !errors.As(session.Err, &ke) || ke.Retriable
+		return !errors.As(session.Err, &ke) || ke.Retriable ||
+			errors.Is(ke, kerr.UnknownMemberID) || errors.Is(ke, kerr.IllegalGeneration)
 	}
 	return kerr.IsRetriable(err) || errors.As(err, &loss)
 }

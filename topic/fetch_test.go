@@ -29,6 +29,8 @@ func TestFetchErr(t *testing.T) {
 		{"none", nil, ""},
 		{"retriable broker errors are the client's", []error{kerr.NotLeaderForPartition, kerr.UnknownTopicOrPartition}, ""},
 		{"a lost group session is rejoined", []error{&kgo.ErrGroupSession{Err: kerr.CoordinatorNotAvailable}}, ""},
+		{"a member whose session expired rejoins", []error{&kgo.ErrGroupSession{Err: kerr.UnknownMemberID}, &kgo.ErrGroupSession{Err: kerr.IllegalGeneration}}, ""},
+		{"a member fenced by another with its instance id is the caller's", []error{&kgo.ErrGroupSession{Err: kerr.FencedInstanceID}}, "reading t[0]: unable to join group session: FENCED_INSTANCE_ID"},
 		{"a group session denied is the caller's", []error{&kgo.ErrGroupSession{Err: kerr.GroupAuthorizationFailed}}, "reading t[0]: unable to join group session: GROUP_AUTHORIZATION_FAILED"},
 		{"data loss is reset by the client", []error{&kgo.ErrDataLoss{Topic: "t"}}, ""},
 		{"authorization is the caller's", []error{kerr.NotLeaderForPartition, kerr.TopicAuthorizationFailed}, "reading t[1]: TOPIC_AUTHORIZATION_FAILED"},

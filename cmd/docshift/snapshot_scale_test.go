@@ -389,28 +389,99 @@ func killMidRun(ctx context.Context, t *testing.T, bin string, tcfg topic.Config
 // completes, first.
 func killWhen(ctx context.Context, t *testing.T, tcfg topic.Config, cmd *exec.Cmd, out *strings.Builder, cond func(*snapshot.State) bool) (*snapshot.State, time.Time) {
 	t.Helper()
+	st, at, exited := signalWhen(ctx, t, tcfg, cmd, out, syscall.SIGKILL, cond)
+	<-exited
+	return st, at
+}
+
+// signalWhen sends sig to the started snapshot process cmd (its output in
+// out) once the recorded state satisfies cond, and returns that state, when
+// it was sent, and where cmd's exit (it waits for cmd in the background)
+// will be. It fails the test if the process ends, or the run completes,
+// first.
+func signalWhen(ctx context.Context, t *testing.T, tcfg topic.Config, cmd *exec.Cmd, out *strings.Builder, sig syscall.Signal,
+	cond func(*snapshot.State) bool) (*snapshot.State, time.Time, <-chan error) {
+	t.Helper()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	for {
 		select {
 		case err := <-exited:
-			t.Fatalf("the snapshot process ended (%v) before it could be killed:\n%s", err, out)
+			t.Fatalf("the snapshot process ended (%v) before it could be signalled:\n%s", err, out)
 		default:
 		}
 		st, err := snapshot.ReadState(ctx, tcfg, nil)
 		if err == nil && !st.Complete.IsZero() {
-			t.Fatalf("the run completed before the snapshot process could be killed (%d chunks done):\n%s", len(st.Done), out)
+			t.Fatalf("the run completed before the snapshot process could be signalled (%d chunks done):\n%s", len(st.Done), out)
 		}
 		if err == nil && cond(st) {
 			at := time.Now()
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
-			<-exited
-			return st, at
+			return st, at, exited
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestSnapshotWorkerProcessPausedPastItsSession stops a --worker process
+// (SIGSTOP) in the middle of the run for longer than its workers' session:
+// the planning process's workers take its tasks, and a transaction it had
+// open is aborted, so the run completes without it. Resumed (SIGCONT), the
+// process either finds the run complete and exits, or, if its transaction
+// was taken over, is fenced and exits with an error saying so; either way
+// every document is published exactly once (a zombie writes nothing).
+func TestSnapshotWorkerProcessPausedPastItsSession(t *testing.T) {
+	const n = 20000
+	ctx, r := newKillRig(t, n)
+	args := slices.Clone(r.args)
+	a, aout := snapshotCmd(ctx, r.bin, args...)
+	b, bout := snapshotCmd(ctx, r.bin, append(args, "--worker", "--worker-id", "paused")...)
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = a.Process.Kill() }()
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Process.Signal(syscall.SIGCONT); _ = b.Process.Kill() }()
+	_, pausedAt, exited := signalWhen(ctx, t, r.tcfg, b, bout, syscall.SIGSTOP, func(st *snapshot.State) bool {
+		byPaused := 0
+		for _, d := range st.Done {
+			if strings.Contains(d.Worker, "-snapshot-paused-") {
+				byPaused++
+			}
+		}
+		return byPaused >= 2
+	})
+	if err := a.Wait(); err != nil {
+		t.Fatalf("planning process while the worker process was stopped: %v\n%s", err, aout)
+	}
+	t.Logf("the run completed %s after the worker process was stopped", time.Since(pausedAt).Round(time.Millisecond))
+	if err := b.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil && !strings.Contains(bout.String(), "fenced") {
+			t.Fatalf("the resumed worker process failed (%v) for another reason than being fenced:\n%s", err, bout)
+		}
+		lines := strings.Split(strings.TrimSpace(bout.String()), "\n")
+		t.Logf("the resumed worker process exited: %v (transaction taken over: %v); its last line: %s", err,
+			strings.Contains(aout.String(), "left the group with its transaction open"), lines[len(lines)-1])
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the resumed worker process did not exit:\n%s", bout)
+	}
+	st, err := snapshot.ReadState(ctx, r.tcfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Complete.IsZero() || len(st.Done) != chunksPlanned(st) {
+		t.Fatalf("run %d: %d of %d chunks done, complete %v", st.Run, len(st.Done), chunksPlanned(st), !st.Complete.IsZero())
+	}
+	checkExactlyOnce(ctx, t, r.tcfg, r.coll)
+	checkTarget(ctx, t, r.tcfg, r.coll, r.table)
 }
 
 // TestSnapshotRestartAfterKill: a run killed mid-way and started over with
