@@ -40,6 +40,9 @@ type Config struct {
 	// revokedAfterSkips-th task (tests: skipped tasks waiting to commit
 	// are given back).
 	revokedAfterSkips int
+	// slowBatches makes a worker wait that long after each batch it reads
+	// (tests: a MongoDB slower than the transaction allows).
+	slowBatches time.Duration
 }
 
 // DefaultConfig returns the defaults. A chunk of 20,000 documents (at most

@@ -11,3 +11,7 @@ var ErrBadState = errors.New("unreadable snapshot state")
 // group for longer than its session timeout and the planning process ended
 // the transaction it had left open (see orphanReaper).
 var ErrFenced = errors.New("fenced by another snapshot process (one with the same worker id, or the planning process after this worker's session in the group expired)")
+
+// ErrTxnTimeout marks a chunk whose transaction outlived --txn-timeout: the
+// broker aborted it.
+var ErrTxnTimeout = errors.New("a chunk's transaction outlived its timeout")

@@ -635,3 +635,73 @@ func TestPlannerAbortsTheTransactionOfAWorkerGoneForGood(t *testing.T) {
 		t.Fatalf("state: complete %v with %d documents, want complete with %d", !st.Complete.IsZero(), documentsDone(st), n)
 	}
 }
+
+// TestChunkSlowerThanItsTransaction: a chunk that cannot be read within
+// the transaction timeout (here: its batches come slowly, as from a
+// MongoDB that stalls) fails the process with an error that says so and
+// names the flags that help, instead of writing into a transaction the
+// broker has aborted; nothing of it is published.
+func TestChunkSlowerThanItsTransaction(t *testing.T) {
+	const n = 1000
+	r := newOrdersRig(t, n)
+	cfg := r.config(1)
+	cfg.ChunkDocs, cfg.BatchSize, cfg.TxnTimeout = n, 100, 2*time.Second
+	cfg.slowBatches = 500 * time.Millisecond // ten batches: 5 s, the broker aborts after 2-3 s
+	_, err := New(cfg, r.mapping, r.mongo, r.topics, quietTestLog(), nil, nil).Run(r.ctx)
+	if err == nil || !strings.Contains(err.Error(), "--txn-timeout") || !strings.Contains(err.Error(), "--chunk-docs") {
+		t.Fatalf("err = %v, want one that names --txn-timeout and --chunk-docs", err)
+	}
+	t.Logf("error: %v", err)
+	st, err := ReadState(r.ctx, r.topics, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Done) != 0 {
+		t.Fatalf("%d chunks recorded done, want none", len(st.Done))
+	}
+	if recs := readCommitted(t, r, r.topics.Records(r.db, "orders")); recs != 0 {
+		t.Fatalf("%d records of the chunk published, want none", recs)
+	}
+}
+
+// readCommitted counts the records of topic that a read-committed reader
+// sees, up to the topic's end now (control records, kept, mark where an
+// aborted transaction ends).
+func readCommitted(t *testing.T, r *ordersRig, name string) int {
+	t.Helper()
+	cl, err := topic.NewClient(r.ctx, r.topics, nil, kgo.ConsumeTopics(name), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.KeepControlRecords())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(r.ctx, name)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset
+		}
+	})
+	n := 0
+	for len(left) > 0 {
+		fs := cl.PollFetches(r.ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("reading %s: %v", name, err)
+		}
+		fs.EachRecord(func(rec *kgo.Record) {
+			if !rec.Attrs.IsControl() {
+				n++
+			}
+			if rec.Offset+1 >= left[rec.Partition] {
+				delete(left, rec.Partition)
+			}
+		})
+	}
+	return n
+}

@@ -42,8 +42,9 @@ type worker struct {
 	skipped int
 	// revokeAt is cfg.revokedAfterSkips until it has served.
 	revokeAt int
-	// ended is when the last transaction ended (see endSkips).
-	ended time.Time
+	// ended is when the last transaction ended (see endSkips), begun when
+	// the open one began (see outlived).
+	ended, begun time.Time
 }
 
 // shared is what the workers of one process share.
@@ -234,6 +235,9 @@ func (w *worker) next(ctx context.Context) (*kgo.Record, error) {
 }
 
 func fenced(err error) error {
+	if errors.Is(err, ErrTxnTimeout) {
+		return err
+	}
 	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.FencedInstanceID) {
 		return fmt.Errorf("%w: %w", ErrFenced, err)
 	}
@@ -306,13 +310,13 @@ func (w *worker) handle(ctx context.Context, rec *kgo.Record) error {
 	d, err := w.read(ctx, t)
 	if err != nil {
 		w.abort(ctx)
-		return err
+		return w.outlived(err)
 	}
 	w.produceDone(ctx, d)
 	commitStart := time.Now()
 	committed, err := w.end(ctx, kgo.TryCommit)
 	if err != nil {
-		return fmt.Errorf("snapshot worker %s: committing chunk %s: %w", w.name, id, err)
+		return w.outlived(fmt.Errorf("snapshot worker %s: committing chunk %s: %w", w.name, id, err))
 	}
 	if !committed {
 		w.sh.log.Info("a chunk's transaction was aborted (by a rebalance, or while the broker was still completing this worker's previous transaction); the chunk will be read again",
@@ -323,6 +327,19 @@ func (w *worker) handle(ctx context.Context, rec *kgo.Record) error {
 	w.sh.log.Debug("chunk committed", "chunk", id, "worker", w.name, "documents", d.Documents,
 		"read_seconds", d.Elapsed, "commit_seconds", time.Since(commitStart).Seconds())
 	return nil
+}
+
+// outlived explains err, an error of the chunk's transaction, when the
+// transaction had been open longer than its timeout and the broker's
+// producer epoch had moved on: the broker aborted it for its age (within
+// seconds of the timeout, at its next sweep), not another process.
+func (w *worker) outlived(err error) error {
+	open := time.Since(w.begun)
+	if open <= w.sh.cfg.TxnTimeout || !(errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.ProducerFenced)) {
+		return err
+	}
+	return fmt.Errorf("%w: open %s, longer than --txn-timeout %s, the broker aborted it (MongoDB answers too slowly for chunks this large: lower --chunk-docs or raise --txn-timeout; the chunk is read again by the next run): %w",
+		ErrTxnTimeout, open.Round(100*time.Millisecond), w.sh.cfg.TxnTimeout, err)
 }
 
 // endSkips commits the open transaction of skipped tasks, if any. Aborted,
@@ -359,6 +376,7 @@ func (w *worker) begin() error {
 	if err := w.sess.Begin(); err != nil {
 		return fmt.Errorf("snapshot worker %s: beginning a transaction: %w", w.name, err)
 	}
+	w.begun = time.Now()
 	return nil
 }
 
@@ -514,6 +532,9 @@ func (w *worker) read(ctx context.Context, t task) (Done, error) {
 			d.Bytes += int64(len(raw))
 		}
 		docs.Add(float64(len(batch.docs)))
+		if w.sh.cfg.slowBatches > 0 {
+			time.Sleep(w.sh.cfg.slowBatches)
+		}
 	}
 	<-readerDone
 	if rerr != nil {
