@@ -39,8 +39,9 @@ import (
 // Each size runs DOCSHIFT_BENCH_ROUNDS rounds (default 5 up to 500,000
 // documents, 1 above) of a snapshot run and a raw read, and prints the
 // median of each: single runs on a shared 2-core machine vary by 20%. Each
-// round's log line gives the CPU seconds this process, the Kafka broker and
-// the MongoDB server used in each read, where they run on this machine: on
+// round's log line gives how far into the snapshot run its plan was
+// published (no chunk is read before), and the CPU seconds this process,
+// the Kafka broker and the MongoDB server used in each read, where they run on this machine: on
 // 2 cores, the broker's and the snapshot's CPU is taken from the server's,
 // and a garbage-collection cycle of the test server (about 1 CPU-s for
 // 200k documents) falls into either read at random.
@@ -123,15 +124,19 @@ func benchSnapshot(b *testing.B, n int) {
 	for r := range rounds {
 		cfg.Restart = r > 0
 		before := meter.read()
-		st, elapsed, err := New(cfg, m, mc, tcfg, nil, nil, nil).runForBench(ctx)
+		st, started, elapsed, err := New(cfg, m, mc, tcfg, nil, nil, nil).runForBench(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
 		oursCPU := meter.since(before)
 		ours = append(ours, float64(n)/elapsed.Seconds())
 		var chunks []Chunk
+		var planned time.Time // when the last plan was published: no chunk is read before its plan
 		for _, p := range st.Plans {
 			chunks = append(chunks, p.Chunks...)
+			if p.PlannedAt.After(planned) {
+				planned = p.PlannedAt
+			}
 		}
 		if read := documentsDone(st); read != int64(n) || len(st.Done) != len(chunks) {
 			b.Fatalf("round %d: the run recorded %d documents in %d of %d chunks, want %d documents", r+1, documentsDone(st), len(st.Done), len(chunks), n)
@@ -142,7 +147,8 @@ func benchSnapshot(b *testing.B, n int) {
 		if got != int64(n) {
 			b.Fatalf("raw read %d documents, want %d", got, n)
 		}
-		b.Logf("round %d: ours=%.0f raw=%.0f; CPU-s in ours: %s; in raw: %s", r+1, ours[r], raw[r], oursCPU, meter.since(before))
+		b.Logf("round %d: ours=%.0f raw=%.0f; ours planned in %.2f of %.2f s; CPU-s in ours: %s; in raw: %s", r+1, ours[r], raw[r],
+			planned.Sub(started).Seconds(), elapsed.Seconds(), oursCPU, meter.since(before))
 	}
 	rss := services.PeakRSSMB()
 	b.StopTimer()
@@ -162,18 +168,18 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// runForBench runs the snapshot with a quiet logger and returns how long the
-// run took, and then the state it recorded (read after the clock stopped: it
-// checks the run, it is not part of it).
-func (s *Snapshot) runForBench(ctx context.Context) (*State, time.Duration, error) {
+// runForBench runs the snapshot with a quiet logger and returns when it
+// started and how long it took, and then the state it recorded (read after
+// the clock stopped: it checks the run, it is not part of it).
+func (s *Snapshot) runForBench(ctx context.Context) (*State, time.Time, time.Duration, error) {
 	s.log = quietLog()
 	start := time.Now()
 	if _, err := s.Run(ctx); err != nil {
-		return nil, 0, err
+		return nil, start, 0, err
 	}
 	elapsed := time.Since(start)
 	st, err := ReadState(ctx, s.topics, nil)
-	return st, elapsed, err
+	return st, start, elapsed, err
 }
 
 // cpuMeter reads the CPU time used by this process and by the Kafka broker
