@@ -61,15 +61,7 @@ func ordersDocs(n int) []bson.Raw {
 //
 //	bench normalize: ours=<docs/s> raw=<docs/s> ratio=<ours/raw>
 func BenchmarkNormalize(b *testing.B) {
-	m, err := ParseMapping("bench", []byte(ordersMapping))
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := &m.Collections[0]
-	s, err := NewSchema(c.Source, c.TargetTable())
-	if err != nil {
-		b.Fatal(err)
-	}
+	c, s := benchCollection(b, ordersMapping)
 	docs := ordersDocs(20000)
 	rounds := max(1, b.N)
 	b.ResetTimer()
@@ -108,7 +100,7 @@ func BenchmarkNormalize(b *testing.B) {
 // document. It normalizes 100,000 documents per b.N, so that `make bench`'s
 // one iteration measures something.
 func BenchmarkNormalizeInto(b *testing.B) {
-	m, err := ParseMapping("bench.yaml", []byte(`collections:
+	c, s := benchCollection(b, `collections:
   - source: db.bench
     tenant: {field: tenant_id}
     columns:
@@ -116,15 +108,7 @@ func BenchmarkNormalizeInto(b *testing.B) {
       - {path: status, type: text}
       - {path: total, type: double}
       - {path: created_at, type: timestamptz}
-`))
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := &m.Collections[0]
-	s, err := NewSchema(c.Source, c.TargetTable())
-	if err != nil {
-		b.Fatal(err)
-	}
+`)
 	docs := make([]bson.Raw, 1000)
 	for i := range docs {
 		docs[i], _ = bson.Marshal(bson.D{{Key: "_id", Value: bson.NewObjectID()}, {Key: "tenant_id", Value: fmt.Sprintf("tenant-%02d", i%20)},
@@ -135,6 +119,7 @@ func BenchmarkNormalizeInto(b *testing.B) {
 	const perN = 100_000
 	var d Document
 	var buf []byte
+	var err error
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	b.ResetTimer()
@@ -155,4 +140,19 @@ func BenchmarkNormalizeInto(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/doc")
 	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/n, "allocs/doc")
 	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/n, "B/doc")
+}
+
+// benchCollection is the first collection of a mapping and its schema.
+func benchCollection(b *testing.B, mapping string) (*Collection, *Schema) {
+	b.Helper()
+	m, err := ParseMapping("bench.yaml", []byte(mapping))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &m.Collections[0]
+	s, err := NewSchema(c.Source, c.TargetTable())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c, s
 }

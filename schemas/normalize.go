@@ -152,12 +152,17 @@ func (w *walker) walk(doc bson.Raw, tree *pathNode, row map[string]any, top bool
 	// The elements are read in place (no slice of them), and their keys
 	// are never made strings.
 	extras := 0
-	keep := func(key []byte, val bson.RawValue) error {
+	// member starts the next member of the object: a comma after the
+	// first, then the key.
+	member := func(key []byte) {
 		if extras > 0 {
 			*w.extra = append(*w.extra, ',')
 		}
-		extras++
 		*w.extra = appendKeyBytes(*w.extra, key)
+	}
+	keep := func(key []byte, val bson.RawValue) error {
+		member(key)
+		extras++
 		var err error
 		*w.extra, err = appendJSON(*w.extra, val, true)
 		return err
@@ -226,10 +231,8 @@ func (w *walker) walk(doc bson.Raw, tree *pathNode, row map[string]any, top bool
 			// The sub-document's unmapped rest, as an object under its key,
 			// taken off again if it has none.
 			mark := len(*w.extra)
-			if extras > 0 {
-				*w.extra = append(*w.extra, ',')
-			}
-			*w.extra = append(appendKeyBytes(*w.extra, keyBytes), '{')
+			member(keyBytes)
+			*w.extra = append(*w.extra, '{')
 			var k int
 			if k, err = w.walk(val.Document(), n, row, false); err == nil {
 				if k == 0 {
