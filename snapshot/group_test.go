@@ -162,7 +162,7 @@ func TestGivenBackTasksAreRead(t *testing.T) {
 	cfg.revokedAtStart = true
 	var logs syncBuffer
 	reg := prometheus.NewRegistry()
-	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := debugLog(&logs)
 	if _, err := New(cfg, r.mapping, r.mongo, r.topics, log, reg, nil).Run(r.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -173,13 +173,7 @@ func TestGivenBackTasksAreRead(t *testing.T) {
 	if read != n || aborted != 0 {
 		t.Errorf("read %v documents of %d, aborted %v chunk transactions; want every chunk read once", read, n, aborted)
 	}
-	st, err := ReadState(r.ctx, r.topics, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if docs := documentsDone(st); docs != n || st.Complete.IsZero() {
-		t.Fatalf("the run recorded %d documents (complete: %v), want %d", docs, !st.Complete.IsZero(), n)
-	}
+	r.checkComplete(t, 0)
 }
 
 // syncBuffer is a bytes.Buffer safe for the log's concurrent writers.
@@ -289,6 +283,24 @@ func (r *ordersRig) config(workers int) Config {
 	return cfg
 }
 
+// checkComplete fails the test unless the recorded state has a complete
+// run (run, unless 0) with every document of the rig's collection done.
+func (r *ordersRig) checkComplete(t *testing.T, run int64) {
+	t.Helper()
+	st, err := ReadState(r.ctx, r.topics, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if (run != 0 && st.Run != run) || st.Complete.IsZero() || documentsDone(st) != int64(r.n) {
+		t.Fatalf("state: run %d complete %v with %d documents, want run %d complete with %d", st.Run, !st.Complete.IsZero(), documentsDone(st), run, r.n)
+	}
+}
+
+// debugLog is a debug-level text log written to w.
+func debugLog(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
 func quietTestLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // counter sums the values of a counter family in reg (0 when it has none).
@@ -336,7 +348,7 @@ func TestRestartReadsNoTaskOfTheOldRun(t *testing.T) {
 	cfg.Restart = true
 	reg = prometheus.NewRegistry()
 	var log syncBuffer
-	if _, err := New(cfg, r.mapping, r.mongo, r.topics, slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug})), reg, nil).Run(r.ctx); err != nil {
+	if _, err := New(cfg, r.mapping, r.mongo, r.topics, debugLog(&log), reg, nil).Run(r.ctx); err != nil {
 		t.Fatal(err)
 	}
 	if read := counter(t, reg, "docshift_snapshot_documents_read_total"); read != n {
@@ -350,14 +362,7 @@ func TestRestartReadsNoTaskOfTheOldRun(t *testing.T) {
 		t.Errorf("the restarted run skipped %d tasks of the old run, aborted %d transactions of skipped tasks and %v of chunks; want some skipped, none aborted",
 			skipped, abortedSkips, aborted)
 	}
-	st, err := ReadState(r.ctx, r.topics, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs := documentsDone(st)
-	if st.Run != 2 || st.Complete.IsZero() || docs != n {
-		t.Fatalf("state: run %d complete %v with %d documents, want run 2 complete with %d", st.Run, !st.Complete.IsZero(), docs, n)
-	}
+	r.checkComplete(t, 2)
 }
 
 // TestRestartAbortsTheKilledWorkersTransaction: a worker killed in the
@@ -430,13 +435,7 @@ func TestRestartAbortsTheKilledWorkersTransaction(t *testing.T) {
 	if _, err := New(cfg, r.mapping, r.mongo, r.topics, quietTestLog(), nil, nil).Run(ctx); err != nil {
 		t.Fatalf("the restarted process, with a transaction of its killed worker open: %v", err)
 	}
-	st, err := ReadState(r.ctx, r.topics, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Run != 2 || st.Complete.IsZero() || documentsDone(st) != n {
-		t.Fatalf("state: run %d complete %v with %d documents, want run 2 complete with %d", st.Run, !st.Complete.IsZero(), documentsDone(st), n)
-	}
+	r.checkComplete(t, 2)
 }
 
 // planUnread records a run of the rig's collection in chunks of chunkDocs
@@ -485,7 +484,7 @@ func TestSkipsCommitAtMostMaxSkipsEach(t *testing.T) {
 	cfg.Workers, cfg.ChunkDocs, cfg.Restart = 1, n, true
 	var logs syncBuffer
 	reg := prometheus.NewRegistry()
-	if _, err := New(cfg, r.mapping, r.mongo, r.topics, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), reg, nil).Run(r.ctx); err != nil {
+	if _, err := New(cfg, r.mapping, r.mongo, r.topics, debugLog(&logs), reg, nil).Run(r.ctx); err != nil {
 		t.Fatal(err)
 	}
 	out := logs.String()
@@ -510,13 +509,7 @@ func TestSkipsCommitAtMostMaxSkipsEach(t *testing.T) {
 		t.Errorf("read %v documents of %d, aborted %v chunks and %d transactions of skipped tasks; want every document read once, nothing aborted",
 			read, n, aborted, abortedSkips)
 	}
-	st, err := ReadState(r.ctx, r.topics, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Run != 2 || st.Complete.IsZero() || documentsDone(st) != n {
-		t.Fatalf("state: run %d complete %v with %d documents, want run 2 complete with %d", st.Run, !st.Complete.IsZero(), documentsDone(st), n)
-	}
+	r.checkComplete(t, 2)
 }
 
 // TestGivenBackSkippedTasksComeAgain: a rebalance that takes partitions
@@ -531,7 +524,7 @@ func TestGivenBackSkippedTasksComeAgain(t *testing.T) {
 	cfg.revokedAfterSkips = 10
 	var logs syncBuffer
 	reg := prometheus.NewRegistry()
-	if _, err := New(cfg, r.mapping, r.mongo, r.topics, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), reg, nil).Run(r.ctx); err != nil {
+	if _, err := New(cfg, r.mapping, r.mongo, r.topics, debugLog(&logs), reg, nil).Run(r.ctx); err != nil {
 		t.Fatal(err)
 	}
 	out := logs.String()
@@ -543,13 +536,7 @@ func TestGivenBackSkippedTasksComeAgain(t *testing.T) {
 	if read := counter(t, reg, "docshift_snapshot_documents_read_total"); read != n {
 		t.Errorf("read %v documents, want %d: each chunk of the new run once", read, n)
 	}
-	st, err := ReadState(r.ctx, r.topics, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Run != 2 || st.Complete.IsZero() || documentsDone(st) != n {
-		t.Fatalf("state: run %d complete %v with %d documents, want run 2 complete with %d", st.Run, !st.Complete.IsZero(), documentsDone(st), n)
-	}
+	r.checkComplete(t, 2)
 }
 
 // TestPlannerAbortsTheTransactionOfAWorkerGoneForGood: a worker of another
@@ -595,7 +582,7 @@ func TestPlannerAbortsTheTransactionOfAWorkerGoneForGood(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := New(cfg, r.mapping, r.mongo, r.topics, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), nil, nil).Run(ctx)
+		_, err := New(cfg, r.mapping, r.mongo, r.topics, debugLog(&logs), nil, nil).Run(ctx)
 		done <- err
 	}()
 	for planned := false; !planned; time.Sleep(20 * time.Millisecond) {
@@ -627,13 +614,7 @@ func TestPlannerAbortsTheTransactionOfAWorkerGoneForGood(t *testing.T) {
 	if !strings.Contains(logs.String(), "a snapshot worker left the group with its transaction open; aborting it") {
 		t.Errorf("the run completed without aborting the departed worker's transaction:\n%s", logs.String())
 	}
-	st, err := ReadState(r.ctx, r.topics, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Complete.IsZero() || documentsDone(st) != n {
-		t.Fatalf("state: complete %v with %d documents, want complete with %d", !st.Complete.IsZero(), documentsDone(st), n)
-	}
+	r.checkComplete(t, 0)
 }
 
 // TestChunkSlowerThanItsTransaction: a chunk that cannot be read within
