@@ -74,9 +74,13 @@ type shared struct {
 
 func newWorker(ctx context.Context, sh *shared, i int) (*worker, error) {
 	w := &worker{name: fmt.Sprintf("%s-snapshot-%s-%d", sh.topics.Prefix, sh.cfg.WorkerID, i), sh: sh}
+	// Set before the session exists: it joins the group at once, and a
+	// revocation its callbacks record while the transactional id is still
+	// being taken (slow on a new broker) must not be overwritten.
+	w.revoked.Store(sh.cfg.revokedAtStart)
 	name := w.name
 	tasks := sh.topics.SnapshotTasks()
-	sess, err := kgo.NewGroupTransactSession(topic.ClientOpts(sh.topics, sh.log,
+	sess, err := kgo.NewGroupTransactSession(topic.ClientOpts(sh.topics, sh.log.With("worker", name),
 		kgo.TransactionalID(name),
 		kgo.TransactionTimeout(sh.cfg.TxnTimeout),
 		kgo.ConsumerGroup(sh.topics.SnapshotGroup()),
@@ -131,7 +135,6 @@ func newWorker(ctx context.Context, sh *shared, i int) (*worker, error) {
 		return nil, fenced(fmt.Errorf("snapshot worker %s: %w", name, err))
 	}
 	w.sess = sess
-	w.revoked.Store(sh.cfg.revokedAtStart)
 	w.revokeAt = sh.cfg.revokedAfterSkips
 	return w, nil
 }
