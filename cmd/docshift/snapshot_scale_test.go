@@ -220,37 +220,12 @@ func TestSnapshotTwoProcesses(t *testing.T) {
 func TestSnapshotWorkerProcessKilledForGood(t *testing.T) {
 	const n = 20000
 	ctx, r := newKillRig(t, n)
-	args := slices.Clone(r.args) // --workers 2 --worker-id k
-	a, aout := snapshotCmd(ctx, r.bin, args...)
-	b, bout := snapshotCmd(ctx, r.bin, append(args, "--worker", "--worker-id", "gone")...)
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = a.Process.Kill() }()
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	killWhen(ctx, t, r.tcfg, b, bout, func(st *snapshot.State) bool {
-		byGone := 0
-		for _, d := range st.Done {
-			if strings.Contains(d.Worker, "-snapshot-gone-") {
-				byGone++
-			}
-		}
-		return byGone >= 2
-	})
+	a, aout, b, bout := r.startWithWorkerProcess(ctx, t, "gone")
+	killWhen(ctx, t, r.tcfg, b, bout, doneBy("gone", 2))
 	if err := a.Wait(); err != nil {
 		t.Fatalf("planning process after the worker process was killed: %v\n%s", err, aout)
 	}
-	st, err := snapshot.ReadState(ctx, r.tcfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Complete.IsZero() || len(st.Done) != chunksPlanned(st) {
-		t.Fatalf("run %d: %d of %d chunks done, complete %v", st.Run, len(st.Done), chunksPlanned(st), !st.Complete.IsZero())
-	}
-	checkExactlyOnce(ctx, t, r.tcfg, r.coll)
-	checkTarget(ctx, t, r.tcfg, r.coll, r.table)
+	r.checkRunCompleteOnce(ctx, t)
 }
 
 // TestSnapshotResumesAfterKill kills a snapshot process with SIGKILL in the
@@ -352,6 +327,52 @@ func newKillRig(t *testing.T, n int) (context.Context, *killRig) {
 	return ctx, r
 }
 
+// startWithWorkerProcess starts the rig's snapshot as a planning process
+// and a --worker process with the given worker id (both killed when the
+// test ends), and returns them with their output.
+func (r *killRig) startWithWorkerProcess(ctx context.Context, t *testing.T, workerID string) (a *exec.Cmd, aout *strings.Builder, b *exec.Cmd, bout *strings.Builder) {
+	t.Helper()
+	a, aout = snapshotCmd(ctx, r.bin, r.args...)
+	b, bout = snapshotCmd(ctx, r.bin, append(slices.Clone(r.args), "--worker", "--worker-id", workerID)...)
+	for _, c := range []*exec.Cmd{a, b} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Process.Kill() })
+	}
+	return a, aout, b, bout
+}
+
+// doneBy holds once the workers of the process with workerID have recorded
+// n chunks done.
+func doneBy(workerID string, n int) func(*snapshot.State) bool {
+	return func(st *snapshot.State) bool {
+		done := 0
+		for _, d := range st.Done {
+			if strings.Contains(d.Worker, "-snapshot-"+workerID+"-") {
+				done++
+			}
+		}
+		return done >= n
+	}
+}
+
+// checkRunCompleteOnce checks that the recorded run is complete with every
+// planned chunk done, that every document was published exactly once, and
+// that the target equals the source.
+func (r *killRig) checkRunCompleteOnce(ctx context.Context, t *testing.T) {
+	t.Helper()
+	st, err := snapshot.ReadState(ctx, r.tcfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Complete.IsZero() || len(st.Done) != chunksPlanned(st) {
+		t.Fatalf("run %d: %d of %d chunks done, complete %v", st.Run, len(st.Done), chunksPlanned(st), !st.Complete.IsZero())
+	}
+	checkExactlyOnce(ctx, t, r.tcfg, r.coll)
+	checkTarget(ctx, t, r.tcfg, r.coll, r.table)
+}
+
 // chunksPlanned counts the chunks of every plan of the current run.
 func chunksPlanned(st *snapshot.State) int {
 	total := 0
@@ -435,26 +456,9 @@ func signalWhen(ctx context.Context, t *testing.T, tcfg topic.Config, cmd *exec.
 func TestSnapshotWorkerProcessPausedPastItsSession(t *testing.T) {
 	const n = 20000
 	ctx, r := newKillRig(t, n)
-	args := slices.Clone(r.args)
-	a, aout := snapshotCmd(ctx, r.bin, args...)
-	b, bout := snapshotCmd(ctx, r.bin, append(args, "--worker", "--worker-id", "paused")...)
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = a.Process.Kill() }()
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = b.Process.Signal(syscall.SIGCONT); _ = b.Process.Kill() }()
-	_, pausedAt, exited := signalWhen(ctx, t, r.tcfg, b, bout, syscall.SIGSTOP, func(st *snapshot.State) bool {
-		byPaused := 0
-		for _, d := range st.Done {
-			if strings.Contains(d.Worker, "-snapshot-paused-") {
-				byPaused++
-			}
-		}
-		return byPaused >= 2
-	})
+	a, aout, b, bout := r.startWithWorkerProcess(ctx, t, "paused")
+	t.Cleanup(func() { _ = b.Process.Signal(syscall.SIGCONT) }) // before its kill (cleanups run last first)
+	_, pausedAt, exited := signalWhen(ctx, t, r.tcfg, b, bout, syscall.SIGSTOP, doneBy("paused", 2))
 	if err := a.Wait(); err != nil {
 		t.Fatalf("planning process while the worker process was stopped: %v\n%s", err, aout)
 	}
@@ -473,15 +477,7 @@ func TestSnapshotWorkerProcessPausedPastItsSession(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("the resumed worker process did not exit:\n%s", bout)
 	}
-	st, err := snapshot.ReadState(ctx, r.tcfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Complete.IsZero() || len(st.Done) != chunksPlanned(st) {
-		t.Fatalf("run %d: %d of %d chunks done, complete %v", st.Run, len(st.Done), chunksPlanned(st), !st.Complete.IsZero())
-	}
-	checkExactlyOnce(ctx, t, r.tcfg, r.coll)
-	checkTarget(ctx, t, r.tcfg, r.coll, r.table)
+	r.checkRunCompleteOnce(ctx, t)
 }
 
 // TestSnapshotRestartAfterKill: a run killed mid-way and started over with
