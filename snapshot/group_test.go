@@ -640,49 +640,7 @@ func TestChunkSlowerThanItsTransaction(t *testing.T) {
 	if len(st.Done) != 0 {
 		t.Fatalf("%d chunks recorded done, want none", len(st.Done))
 	}
-	if recs := readCommitted(t, r, r.topics.Records(r.db, "orders")); recs != 0 {
+	if recs := len(services.ReadCommitted(r.ctx, t, r.topics, r.topics.Records(r.db, "orders"))); recs != 0 {
 		t.Fatalf("%d records of the chunk published, want none", recs)
 	}
-}
-
-// readCommitted counts the records of topic that a read-committed reader
-// sees, up to the topic's end now (control records, kept, mark where an
-// aborted transaction ends).
-func readCommitted(t *testing.T, r *ordersRig, name string) int {
-	t.Helper()
-	cl, err := topic.NewClient(r.ctx, r.topics, nil, kgo.ConsumeTopics(name), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.KeepControlRecords())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(r.ctx, name)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	left := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			left[o.Partition] = o.Offset
-		}
-	})
-	n := 0
-	for len(left) > 0 {
-		fs := cl.PollFetches(r.ctx)
-		if err := fs.Err0(); err != nil {
-			t.Fatalf("reading %s: %v", name, err)
-		}
-		fs.EachRecord(func(rec *kgo.Record) {
-			if !rec.Attrs.IsControl() {
-				n++
-			}
-			if rec.Offset+1 >= left[rec.Partition] {
-				delete(left, rec.Partition)
-			}
-		})
-	}
-	return n
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -175,40 +174,14 @@ func readSource(ctx context.Context, t *testing.T, coll *mongo.Collection) map[s
 }
 
 // readTopic reads the committed records of a topic from its start to its
-// current end. Transaction markers are fetched (and left out of the result)
-// so that the end is reached even when the last offset is a marker.
+// current end (services.ReadCommitted), without snapshot fences.
 func readTopic(ctx context.Context, t *testing.T, tcfg topic.Config, name string) []*kgo.Record {
 	t.Helper()
-	rd, err := topic.NewClient(ctx, tcfg, nil, kgo.ConsumeTopics(name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
-	ends, err := kadm.NewClient(rd).ListEndOffsets(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		}
-	})
 	var out []*kgo.Record
-	for len(want) > 0 {
-		fs := rd.PollFetches(ctx)
-		if err := fs.Err0(); err != nil {
-			t.Fatalf("reading %s: %v", name, err)
+	for _, r := range services.ReadCommitted(ctx, t, tcfg, name) {
+		if _, fence, _ := schemas.ParseFence(r); !fence {
+			out = append(out, r)
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if _, fence, _ := schemas.ParseFence(r); !r.Attrs.IsControl() && !fence {
-				out = append(out, r)
-			}
-			if r.Offset+1 >= want[r.Partition] {
-				delete(want, r.Partition)
-			}
-		})
 	}
 	return out
 }
