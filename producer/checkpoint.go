@@ -23,6 +23,12 @@ type Checkpoint struct {
 	At          time.Time `json:"at"`
 	Invalidated bool      `json:"invalidated,omitempty"`  // Token is an invalidate event's: resume with startAfter
 	HistoryLost string    `json:"history_lost,omitempty"` // set when the stream restarted after losing its history
+	// ResnapshotSince, when set, says the stream's collections must still be
+	// snapshotted again after its history was lost, in a snapshot run
+	// started at or after this cluster time (a schemas.Version). It is
+	// cleared by the checkpoint committed once that snapshot is complete, so
+	// a producer stopped during it finishes it when it starts again.
+	ResnapshotSince int64 `json:"resnapshot_since,omitempty"`
 }
 
 // StartTime returns the cluster time the checkpoint was taken at.

@@ -15,6 +15,11 @@ var ErrHistoryLost = errors.New("change stream history lost")
 // is not part of the document key.
 var ErrNoTenant = errors.New("deleted document's tenant is unknown")
 
+// ErrResnapshot is returned when the snapshot of a stream's collections
+// after a lost history fails; the stream's checkpoint still says it is
+// unfinished, so the producer's next start runs it again.
+var ErrResnapshot = errors.New("re-snapshot after lost history failed")
+
 // ErrOversize is returned for an event larger than a Kafka record may be.
 var ErrOversize = errors.New("event too large for a Kafka record")
 

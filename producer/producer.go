@@ -36,12 +36,17 @@ type Producer struct {
 	// (for example: before the snapshot's first chunk). Unset, or when it
 	// reports false, a new stream starts at the current cluster time.
 	StartAt func(ctx context.Context) (bson.Timestamp, bool, error)
-	// Resnapshot snapshots the given collections again; it is called with
-	// --on-history-lost=resnapshot after the stream restarted at "now".
-	Resnapshot func(ctx context.Context, collections []schemas.Namespace) error
+	// Resnapshot snapshots the given collections again, in a snapshot run
+	// started at or after since (resuming such a run if there is one). With
+	// --on-history-lost=resnapshot, a stream whose history was lost restarts
+	// at since ("now") and calls it while it follows the changes from there.
+	// Calls are not concurrent.
+	Resnapshot func(ctx context.Context, collections []schemas.Namespace, since bson.Timestamp) error
 
 	mu      sync.Mutex
 	schemas map[string]*schemas.Schema // by source namespace
+
+	resnapshotting chan struct{} // held by the one Resnapshot call running
 }
 
 // New returns a producer. kc is a plain (non-transactional) client; each
@@ -57,6 +62,8 @@ func New(cfg Config, m *schemas.Mapping, mc *mongo.Client, kc *kgo.Client, tc to
 		conflicts: schemas.NewConflictReporter(log, reg),
 		metrics:   newMetrics(reg),
 		schemas:   map[string]*schemas.Schema{},
+
+		resnapshotting: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -129,6 +136,7 @@ func (p *Producer) followed(ctx context.Context) ([]schemas.Namespace, error) {
 // follow runs a stream, reopening it from its checkpoint after any error a
 // restart can fix, with backoff.
 func (p *Producer) follow(ctx context.Context, st *stream) error {
+	defer st.stopResnapshot()
 	backoff := time.Second
 	for {
 		err := st.run(ctx)
@@ -137,11 +145,11 @@ func (p *Producer) follow(ctx context.Context, st *stream) error {
 		}
 		switch {
 		case errors.Is(err, ErrHistoryLost) && p.cfg.OnHistoryLost == HistoryLostResnapshot:
-			if err := p.restartAndResnapshot(ctx, st, err); err != nil {
+			if err := p.restartAfterLostHistory(ctx, st, err); err != nil {
 				return err
 			}
 			continue
-		case errors.Is(err, ErrHistoryLost), errors.Is(err, ErrNoTenant), errors.Is(err, ErrOversize):
+		case errors.Is(err, ErrHistoryLost), errors.Is(err, ErrNoTenant), errors.Is(err, ErrOversize), errors.Is(err, ErrResnapshot):
 			return err
 		}
 		p.metrics.reconnects.WithLabelValues(st.id).Inc()
@@ -155,11 +163,14 @@ func (p *Producer) follow(ctx context.Context, st *stream) error {
 	}
 }
 
-// restartAndResnapshot starts the stream again at the current cluster time
-// (recording that history was lost) and snapshots its collections again, so
-// the target converges: the new snapshot's rows carry versions after the
-// new stream's start, and every change after that start is followed.
-func (p *Producer) restartAndResnapshot(ctx context.Context, st *stream, cause error) error {
+// restartAfterLostHistory starts the stream again at the current cluster
+// time, recording that history was lost and that its collections must be
+// snapshotted again. The stream's next run snapshots them while it follows
+// the changes from that time on, so the target converges: the snapshot's
+// rows carry versions after the new start, and every change after it is
+// followed. Until the snapshot is complete the checkpoint says so, and a
+// restarted producer finishes it.
+func (p *Producer) restartAfterLostHistory(ctx context.Context, st *stream, cause error) error {
 	if p.Resnapshot == nil {
 		return fmt.Errorf("%w (and no snapshot is wired to --on-history-lost=resnapshot)", cause)
 	}
@@ -169,13 +180,7 @@ func (p *Producer) restartAndResnapshot(ctx context.Context, st *stream, cause e
 	}
 	p.log.Warn("change stream history lost: restarting the stream now and snapshotting its collections again",
 		"stream", st.id, "collections", st.covers, "cause", cause)
-	if err := st.reset(ctx, now, cause.Error()); err != nil {
-		return err
-	}
-	if err := p.Resnapshot(ctx, st.covers); err != nil {
-		return fmt.Errorf("re-snapshot after lost history: %w", err)
-	}
-	return nil
+	return st.reset(ctx, now, cause.Error())
 }
 
 // schemaFor returns the schema and records topic of a collection, creating

@@ -30,6 +30,17 @@ type stream struct {
 	kc     *kgo.Client
 	cp     *Checkpoint
 	warned map[string]bool
+	resnap *resnapshot // the snapshot after a lost history, while it runs
+}
+
+// resnapshot is the snapshot of a stream's collections after a lost
+// history, running beside the stream. It outlives a run of the stream that
+// fails and is reopened; it ends with the stream's follow.
+type resnapshot struct {
+	since  int64      // the checkpoint's ResnapshotSince it was started for
+	result chan error // its outcome, once
+	cancel context.CancelFunc
+	exited chan struct{}
 }
 
 // transactionalID is stable per stream, so a restarted producer fences the
@@ -92,12 +103,80 @@ func (s *stream) run(ctx context.Context) (err error) {
 		}
 		s.p.log.Info("change stream starts", "stream", s.id, "cluster_time", start)
 	}
+	if s.cp.ResnapshotSince != 0 {
+		if err := s.startResnapshot(ctx); err != nil {
+			return err
+		}
+	}
 	cs, err := s.watch(ctx)
 	if err != nil {
 		return err
 	}
 	defer cs.Close(context.WithoutCancel(ctx))
 	return s.loop(ctx, changeStream{cs})
+}
+
+// startResnapshot starts the snapshot of the stream's collections its
+// checkpoint asks for, beside the stream, unless it is already running. One
+// running for an earlier loss is stopped first: chunks it finished before
+// the stream lost its history again do not cover the second loss.
+func (s *stream) startResnapshot(ctx context.Context) error {
+	if s.resnap != nil && s.resnap.since == s.cp.ResnapshotSince {
+		return nil
+	}
+	s.stopResnapshot()
+	since := schemas.TimestampOf(s.cp.ResnapshotSince)
+	if s.p.cfg.OnHistoryLost != HistoryLostResnapshot || s.p.Resnapshot == nil {
+		return fmt.Errorf("%w: stream %s restarted at cluster time %v after losing its history (%s), and the snapshot "+
+			"of its collections that repairs the loss is unfinished: run with --on-history-lost=resnapshot to finish it",
+			ErrHistoryLost, s.id, since, s.cp.HistoryLost)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r := &resnapshot{since: s.cp.ResnapshotSince, result: make(chan error, 1), cancel: cancel, exited: make(chan struct{})}
+	s.resnap = r
+	go func() {
+		defer close(r.exited)
+		select { // one snapshot at a time in this process
+		case s.p.resnapshotting <- struct{}{}:
+			defer func() { <-s.p.resnapshotting }()
+		case <-ctx.Done():
+			r.result <- ctx.Err()
+			return
+		}
+		s.p.log.Info("snapshotting the stream's collections again", "stream", s.id, "collections", s.covers, "since", since)
+		r.result <- s.p.Resnapshot(ctx, s.covers, since)
+	}()
+	return nil
+}
+
+// stopResnapshot cancels a running snapshot after a lost history and waits
+// for it to stop; its finished chunks stay recorded.
+func (s *stream) stopResnapshot() {
+	if s.resnap != nil {
+		s.resnap.cancel()
+		<-s.resnap.exited
+		s.resnap = nil
+	}
+}
+
+// resnapshotDone reports whether the running snapshot after a lost history
+// has just completed, and its error if it failed.
+func (s *stream) resnapshotDone() (bool, error) {
+	if s.resnap == nil {
+		return false, nil
+	}
+	select {
+	case err := <-s.resnap.result:
+		s.resnap = nil
+		if err != nil {
+			return false, fmt.Errorf("%w: stream %s: %w (its checkpoint still asks for it: the next start of the producer resumes it)",
+				ErrResnapshot, s.id, err)
+		}
+		s.p.log.Info("the snapshot after the lost history is complete", "stream", s.id)
+		return true, nil
+	default:
+		return false, nil
+	}
 }
 
 // enablePreImages turns on pre-images for the stream's collections whose
@@ -208,6 +287,9 @@ type batch struct {
 	invalidated bool
 	ops         map[string]int
 	lastEvent   bson.Timestamp
+	// resnapshotted clears the checkpoint's pending snapshot after a lost
+	// history: it has completed.
+	resnapshotted bool
 }
 
 // loop reads events, turns them into records, and hands batches to a
@@ -294,12 +376,19 @@ func (s *stream) read(ctx context.Context, es events, commits chan<- batch, comm
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		done, err := s.resnapshotDone()
+		if err != nil {
+			return err
+		}
+		cur.resnapshotted = cur.resnapshotted || done
 		switch {
-		case cur.events > 0:
+		case cur.events > 0 || cur.resnapshotted:
 			if err := send(cur); err != nil {
 				return err
 			}
-			lastToken = cur.token
+			if cur.token != nil {
+				lastToken = cur.token
+			}
 			cur = batch{ops: map[string]int{}}
 		case time.Since(lastCommit) >= cfg.Heartbeat:
 			// Quiet stream: checkpoint the server's latest resume token (the
@@ -323,7 +412,16 @@ func (s *stream) commitBatch(ctx context.Context, b batch) error {
 	if ct == 0 {
 		ct = s.cp.ClusterTime
 	}
-	if err := s.commit(ctx, b.recs, b.events, b.token, ct, b.invalidated); err != nil {
+	token, invalidated := b.token, b.invalidated
+	if token == nil { // no event and no newer token: the stream's place is unchanged
+		token, invalidated = s.cp.Token, s.cp.Invalidated
+	}
+	if b.resnapshotted {
+		cp := *s.cp
+		cp.ResnapshotSince = 0
+		s.cp = &cp
+	}
+	if err := s.commit(ctx, b.recs, b.events, token, ct, invalidated); err != nil {
 		return err
 	}
 	for op, n := range b.ops {
@@ -421,13 +519,14 @@ func (s *stream) commit(ctx context.Context, recs []*kgo.Record, events int, tok
 	return nil
 }
 
-// reset replaces the stream's checkpoint with a fresh start at ts (after a
-// lost history), noting why.
-func (s *stream) reset(ctx context.Context, ts bson.Timestamp, why string) error {
+// reset replaces the stream's checkpoint with a fresh start after the
+// cluster time now (after a lost history), noting why and that its
+// collections must be snapshotted again in a run started at or after now.
+func (s *stream) reset(ctx context.Context, now bson.Timestamp, why string) error {
 	if err := s.open(ctx); err != nil {
 		return err
 	}
 	defer func() { s.kc.Close(); s.kc = nil }()
-	s.cp = &Checkpoint{Stream: s.id, HistoryLost: why}
-	return s.commit(ctx, nil, 0, nil, schemas.Version(ts), false)
+	s.cp = &Checkpoint{Stream: s.id, HistoryLost: why, ResnapshotSince: schemas.Version(now)}
+	return s.commit(ctx, nil, 0, nil, schemas.Version(source.After(now)), false)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,10 +25,15 @@ func runProduce(ctx context.Context, args []string, e *env) error {
 	tcfg.RegisterFlags(fs)
 	pcfg.RegisterFlags(fs)
 	moncfg.RegisterFlags(fs, ":9465")
+	// The snapshot after a lost history runs in this process, under its own
+	// worker id: a snapshot process on the same host keeps its own.
+	scfg.WorkerID += "-produce"
+	fs.IntVar(&scfg.Workers, "resnapshot-workers", scfg.Workers, "chunk readers of the snapshot after a lost history (--on-history-lost=resnapshot)")
+	fs.IntVar(&scfg.ChunkDocs, "resnapshot-chunk-docs", scfg.ChunkDocs, "target documents per chunk of the snapshot after a lost history")
 	if err := parse(fs, args, e, false); err != nil {
 		return err
 	}
-	if err := validate(fs, e, &mcfg, &tcfg, &pcfg, &moncfg); err != nil {
+	if err := validate(fs, e, &mcfg, &tcfg, &pcfg, &moncfg, resnapshotConfig{&scfg}); err != nil {
 		return err
 	}
 	m, mc, err := mappedSource(ctx, *mapping, mcfg)
@@ -68,18 +74,41 @@ func runProduce(ctx context.Context, args []string, e *env) error {
 		return source.After(schemas.TimestampOf(v)), v != 0, nil
 	}
 	// A lost history is repaired by snapshotting the stream's collections
-	// again, in a new snapshot run of this process.
-	p.Resnapshot = func(ctx context.Context, colls []schemas.Namespace) error {
+	// again, in a snapshot run of this process started after the loss: the
+	// recorded run if it did (a producer stopped during it resumes it, from
+	// its last finished chunk), else a new one.
+	p.Resnapshot = func(ctx context.Context, colls []schemas.Namespace, since bson.Timestamp) error {
 		sub := &schemas.Mapping{}
 		for _, ns := range colls {
 			if c := m.Lookup(ns); c != nil {
 				sub.Collections = append(sub.Collections, *c)
 			}
 		}
+		if err := topic.EnsureState(ctx, kc, tcfg); err != nil {
+			return err
+		}
+		st, err := snapshot.ReadState(ctx, tcfg, e.log)
+		if err != nil {
+			return err
+		}
 		cfg := scfg
-		cfg.Restart = true
-		_, err := snapshot.New(cfg, sub, mc, tcfg, e.log, prometheus.NewRegistry(), io.Discard).Run(ctx)
+		cfg.Restart = st.Run == 0 || st.StartVersion < schemas.Version(since)
+		_, err = snapshot.New(cfg, sub, mc, tcfg, e.log, prometheus.NewRegistry(), io.Discard).Run(ctx)
 		return err
 	}
 	return p.Run(ctx)
+}
+
+// resnapshotConfig checks the snapshot settings the producer takes, by
+// their names in its flags.
+type resnapshotConfig struct{ *snapshot.Config }
+
+func (c resnapshotConfig) Validate() error {
+	switch {
+	case c.Workers < 1:
+		return fmt.Errorf("resnapshot-workers: %d, want at least 1", c.Workers)
+	case c.ChunkDocs < 1:
+		return fmt.Errorf("resnapshot-chunk-docs: %d, want at least 1", c.ChunkDocs)
+	}
+	return c.Config.Validate()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"github.com/docshift/docshift/internal/services"
 	"github.com/docshift/docshift/producer"
 	"github.com/docshift/docshift/schemas"
+	"github.com/docshift/docshift/snapshot"
 	"github.com/docshift/docshift/topic"
 )
 
@@ -475,8 +477,8 @@ func (r *liveRig) watch(ctx context.Context) *witness {
 }
 
 // waitCaughtUp inserts a marker document, waits for the witness to see it,
-// then for the producer's checkpoint to pass it: every change before the
-// marker is then published.
+// then for the producer's checkpoint to pass it with no snapshot after a
+// lost history pending: every change before the marker is then published.
 func (r *liveRig) waitCaughtUp(ctx context.Context, w *witness) {
 	r.t.Helper()
 	r.mu.Lock()
@@ -499,14 +501,14 @@ func (r *liveRig) waitCaughtUp(ctx context.Context, w *witness) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	var at int64
+	var at, resnapshot int64
 	for time.Now().Before(deadline) {
 		cps, err := producer.ReadCheckpoints(ctx, r.tcfg)
 		if err == nil {
 			for _, cp := range cps {
-				at = cp.ClusterTime
+				at, resnapshot = cp.ClusterTime, cp.ResnapshotSince
 			}
-			if markerTS.T != 0 && at >= schemas.Version(markerTS) {
+			if markerTS.T != 0 && at >= schemas.Version(markerTS) && resnapshot == 0 {
 				return
 			}
 		}
@@ -516,7 +518,8 @@ func (r *liveRig) waitCaughtUp(ctx context.Context, w *witness) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	r.t.Fatalf("the producer's checkpoint is at %v, the marker at %v", schemas.TimestampOf(at), markerTS)
+	r.t.Fatalf("the producer's checkpoint is at %v (a snapshot after lost history pending since %v), the marker at %v",
+		schemas.TimestampOf(at), schemas.TimestampOf(resnapshot), markerTS)
 }
 
 // TestProduceThroughSchemaRegistry: with --schema-registry, the producer
@@ -601,58 +604,132 @@ func TestProduceStartsAfterSnapshot(t *testing.T) {
 	t.Logf("%d changes before, during and after a snapshot, the producer started after it: target equals source", r.changes)
 }
 
-// TestProduceHistoryLost: the producer's saved resume token leaves the oplog
-// while it is down. Restarted, it stops with an error that says so and what
-// to do; with --on-history-lost=resnapshot it starts the stream anew,
-// snapshots the collection again, and the target ends equal to the source.
+// TestProduceHistoryLost: the producer's checkpoint falls out of the oplog
+// while it is down. It then stops with an error naming the remedy; with
+// --on-history-lost=resnapshot it restarts the stream and snapshots the
+// collection again, and the target converges.
 func TestProduceHistoryLost(t *testing.T) {
 	r := newLiveRig(t)
 	ctx := services.Context(t, 5*time.Minute)
-	r.seed(ctx, 500)
-	time.Sleep(1100 * time.Millisecond)
-	produce := func(ctx context.Context, extra ...string) (int, string) {
-		code, _, stderr := docshift(ctx, t, append(append([]string{"produce", "--mapping", r.mapping, "--mongo-uri", r.mcURI, "--monitor-addr", ""}, r.kafkaFlags()...), extra...)...)
-		return code, stderr
-	}
-	code, _, stderr := docshift(ctx, t, append([]string{"snapshot", "--mapping", r.mapping, "--mongo-uri", r.mcURI}, r.kafkaFlags()...)...)
-	if code != 0 {
-		t.Fatalf("snapshot exited %d: %s", code, stderr)
-	}
-	pctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { produce(pctx); close(done) }()
-	r.waitStreamStarted(ctx)
-	w := r.watch(ctx)
-	if err := r.write(ctx, 300, 21); err != nil {
-		t.Fatal(err)
-	}
-	r.waitCaughtUp(ctx, w)
-	stop()
-	<-done
-
-	// While the producer is down: more changes, then the oplog rolls over.
-	if err := r.write(ctx, 300, 22); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.mc.Database("admin").RunCommand(ctx, bson.D{{Key: "docshiftTruncateOplog", Value: 1}}).Err(); err != nil {
-		t.Fatalf("truncating the test server's oplog: %v", err)
-	}
-	code, stderr = produce(ctx)
+	r.loseHistory(ctx)
+	code, stderr := r.produce(ctx)
 	if code != 1 || !strings.Contains(stderr, "history lost") || !strings.Contains(stderr, "--on-history-lost=resnapshot") {
 		t.Fatalf("producer with a lost history exited %d: %s", code, stderr)
 	}
 
-	pctx, stop = context.WithCancel(ctx)
-	done = make(chan struct{})
-	go func() { produce(pctx, "--on-history-lost=resnapshot"); close(done) }()
-	w = r.watch(ctx)
+	stop := r.startProducer(ctx, "--on-history-lost=resnapshot")
+	w := r.watch(ctx)
 	if err := r.write(ctx, 300, 23); err != nil {
 		t.Fatal(err)
 	}
 	r.waitCaughtUp(ctx, w)
 	stop()
-	<-done
 	r.converge(ctx, r.tcfg.Prefix+"-sink")
+}
+
+// TestProduceResnapshotStopped: a producer stopped while it snapshots the
+// collection again after a lost history has its checkpoint still ask for
+// that snapshot. Started again without --on-history-lost=resnapshot it
+// refuses to go on as if nothing was lost; with it, it resumes the same
+// snapshot run, and the target converges.
+func TestProduceResnapshotStopped(t *testing.T) {
+	r := newLiveRig(t)
+	ctx := services.Context(t, 5*time.Minute)
+	r.loseHistory(ctx)
+	before, err := snapshot.ReadState(ctx, r.tcfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Small chunks and one reader: the snapshot takes a while, and the
+	// producer is stopped once it has finished a few chunks.
+	stop := r.startProducer(ctx, "--on-history-lost=resnapshot", "--resnapshot-workers", "1", "--resnapshot-chunk-docs", "5")
+	var st *snapshot.State
+	for st == nil || st.Run == before.Run || len(st.Done) < 3 {
+		if ctx.Err() != nil {
+			t.Fatal("the snapshot after the lost history never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+		if st, err = snapshot.ReadState(ctx, r.tcfg, slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop()
+	st, err = snapshot.ReadState(ctx, r.tcfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Complete.IsZero() {
+		t.Fatalf("run %d completed before the producer stopped (%d chunks done): nothing was interrupted", st.Run, len(st.Done))
+	}
+	cps, err := producer.ReadCheckpoints(ctx, r.tcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, cp := range cps {
+		if cp.ResnapshotSince == 0 || cp.HistoryLost == "" {
+			t.Fatalf("stream %s's checkpoint no longer asks for the unfinished snapshot: %+v", id, cp)
+		}
+	}
+	_, out, _ := docshift(ctx, t, append([]string{"status"}, r.kafkaFlags()...)...)
+	if !strings.Contains(out, "its snapshot again is unfinished") {
+		t.Errorf("status does not show the unfinished snapshot:\n%s", out)
+	}
+
+	code, stderr := r.produce(ctx)
+	if code != 1 || !strings.Contains(stderr, "is unfinished") || !strings.Contains(stderr, "--on-history-lost=resnapshot") {
+		t.Fatalf("producer without --on-history-lost=resnapshot exited %d: %s", code, stderr)
+	}
+
+	stop = r.startProducer(ctx, "--on-history-lost=resnapshot")
+	w := r.watch(ctx)
+	if err := r.write(ctx, 300, 23); err != nil {
+		t.Fatal(err)
+	}
+	r.waitCaughtUp(ctx, w)
+	stop()
+	after, err := snapshot.ReadState(ctx, r.tcfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Run != st.Run || after.Complete.IsZero() {
+		t.Fatalf("snapshot run %d (complete: %v) after the restart, want run %d resumed and complete", after.Run, !after.Complete.IsZero(), st.Run)
+	}
+	r.converge(ctx, r.tcfg.Prefix+"-sink")
+}
+
+// loseHistory seeds and snapshots the collection, follows its changes for a
+// while, then, with the producer down, changes it more and truncates the
+// oplog: the producer's checkpoint is no longer in it.
+func (r *liveRig) loseHistory(ctx context.Context) {
+	r.t.Helper()
+	r.seed(ctx, 500)
+	time.Sleep(1100 * time.Millisecond)
+	code, _, stderr := docshift(ctx, r.t, append([]string{"snapshot", "--mapping", r.mapping, "--mongo-uri", r.mcURI}, r.kafkaFlags()...)...)
+	if code != 0 {
+		r.t.Fatalf("snapshot exited %d: %s", code, stderr)
+	}
+	stop := r.startProducer(ctx)
+	r.waitStreamStarted(ctx)
+	w := r.watch(ctx)
+	if err := r.write(ctx, 300, 21); err != nil {
+		r.t.Fatal(err)
+	}
+	r.waitCaughtUp(ctx, w)
+	stop()
+
+	if err := r.write(ctx, 300, 22); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := r.mc.Database("admin").RunCommand(ctx, bson.D{{Key: "docshiftTruncateOplog", Value: 1}}).Err(); err != nil {
+		r.t.Fatalf("truncating the test server's oplog: %v", err)
+	}
+}
+
+// produce runs the producer until it exits by itself.
+func (r *liveRig) produce(ctx context.Context, extra ...string) (int, string) {
+	code, _, stderr := docshift(ctx, r.t, append(append([]string{"produce", "--mapping", r.mapping, "--mongo-uri", r.mcURI, "--monitor-addr", ""}, r.kafkaFlags()...), extra...)...)
+	return code, stderr
 }
 
 // TestProduceOversizeEvent: an event too large for a Kafka record (a 15 MiB

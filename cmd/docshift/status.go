@@ -74,7 +74,10 @@ func printStreams(ctx context.Context, e *env, tcfg topic.Config) error {
 			phase = "catching up"
 		}
 		note := ""
-		if cp.HistoryLost != "" {
+		switch {
+		case cp.ResnapshotSince != 0:
+			note = "restarted after lost history; its snapshot again is unfinished"
+		case cp.HistoryLost != "":
 			note = "restarted after lost history"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", n, phase, cp.Events, last.UTC().Format(time.RFC3339),
