@@ -672,7 +672,7 @@ func TestProduceResnapshotStopped(t *testing.T) {
 		}
 	}
 	_, out, _ := docshift(ctx, t, append([]string{"status"}, r.kafkaFlags()...)...)
-	if !strings.Contains(out, "its snapshot again is unfinished") {
+	if !strings.Contains(out, "re-snapshot unfinished") {
 		t.Errorf("status does not show the unfinished snapshot:\n%s", out)
 	}
 

@@ -76,7 +76,7 @@ func printStreams(ctx context.Context, e *env, tcfg topic.Config) error {
 		note := ""
 		switch {
 		case cp.ResnapshotSince != 0:
-			note = "restarted after lost history; its snapshot again is unfinished"
+			note = "restarted after lost history; re-snapshot unfinished"
 		case cp.HistoryLost != "":
 			note = "restarted after lost history"
 		}
