@@ -11,10 +11,15 @@ import (
 
 // Config holds the snapshot's own settings.
 type Config struct {
-	Workers         int           // chunk readers in this process
-	WorkerID        string        // names this process's transactional ids and group instance ids; unique per process, stable across its restarts
-	WorkerOnly      bool          // only take tasks (--worker); another process plans
-	Restart         bool          // start a new run, ignoring what earlier runs finished
+	Workers    int    // chunk readers in this process
+	WorkerID   string // names this process's transactional ids and group instance ids; unique per process, stable across its restarts
+	WorkerOnly bool   // only take tasks (--worker); another process plans
+	Restart    bool   // start a new run, ignoring what earlier runs finished
+	// RestartBefore, when set, starts a new run unless the recorded one
+	// started at or after this cluster time (a schemas.Version): the
+	// producer's snapshot after a lost history resumes only a run that
+	// began after the loss.
+	RestartBefore   int64
 	ChunkDocs       int           // target documents per chunk
 	ChunkBytes      int           // target bytes per chunk
 	SamplesPerChunk int           // sampled _ids per planned chunk

@@ -58,7 +58,8 @@ type CollectionStats struct {
 }
 
 // Run takes part in the current snapshot run (starting one if there is none,
-// or if cfg.Restart) until every chunk of it is done. It returns ctx.Err() if
+// if cfg.Restart, or if it started before cfg.RestartBefore) until every
+// chunk of it is done. It returns ctx.Err() if
 // ctx is cancelled, after its workers have aborted their open transactions;
 // the chunks they were reading are read again by the next run of any
 // snapshot process. It returns what the run recorded per collection.
@@ -193,7 +194,7 @@ func (s *Snapshot) prepare(ctx context.Context, sh *shared, planner *kgo.Client)
 		return err
 	}
 	s.namespaces = nss
-	newRun := s.cfg.Restart || st.Run == 0
+	newRun := s.cfg.Restart || st.Run == 0 || st.StartVersion < s.cfg.RestartBefore
 	// The collections without a plan (every one, in a new run) are planned
 	// while the run is recorded and their topics and schemas are made ready.
 	var todo []*schemas.Collection

@@ -84,16 +84,9 @@ func runProduce(ctx context.Context, args []string, e *env) error {
 				sub.Collections = append(sub.Collections, *c)
 			}
 		}
-		if err := topic.EnsureState(ctx, kc, tcfg); err != nil {
-			return err
-		}
-		st, err := snapshot.ReadState(ctx, tcfg, e.log)
-		if err != nil {
-			return err
-		}
 		cfg := scfg
-		cfg.Restart = st.Run == 0 || st.StartVersion < schemas.Version(since)
-		_, err = snapshot.New(cfg, sub, mc, tcfg, e.log, prometheus.NewRegistry(), io.Discard).Run(ctx)
+		cfg.RestartBefore = schemas.Version(since)
+		_, err := snapshot.New(cfg, sub, mc, tcfg, e.log, prometheus.NewRegistry(), io.Discard).Run(ctx)
 		return err
 	}
 	return p.Run(ctx)
