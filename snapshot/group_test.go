@@ -381,20 +381,9 @@ func TestRestartAbortsTheKilledWorkersTransaction(t *testing.T) {
 
 	// The killed worker 0: a transaction holding a state record and a task
 	// offset, never ended.
-	killed, err := topic.NewClient(r.ctx, r.topics, nil,
-		kgo.TransactionalID(fmt.Sprintf("%s-snapshot-%s-0", r.topics.Prefix, cfg.WorkerID)),
-		kgo.TransactionTimeout(10*time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
+	killed := r.openTransaction(t, fmt.Sprintf("%s-snapshot-%s-0", r.topics.Prefix, cfg.WorkerID))
 	pid, epoch, err := killed.ProducerID(r.ctx)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := killed.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	if err := killed.ProduceSync(r.ctx, &kgo.Record{Topic: r.topics.State(), Key: []byte("left-open")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	add := kmsg.NewPtrAddOffsetsToTxnRequest()
@@ -539,6 +528,25 @@ func TestGivenBackSkippedTasksComeAgain(t *testing.T) {
 	r.checkComplete(t, 2)
 }
 
+// openTransaction begins a transaction of transactional id txnID, as a
+// worker's, with a record in the state topic, and returns its client: a
+// client closed without ending it leaves it open, as a killed worker does,
+// for ten minutes.
+func (r *ordersRig) openTransaction(t *testing.T, txnID string) *kgo.Client {
+	t.Helper()
+	cl, err := topic.NewClient(r.ctx, r.topics, nil, kgo.TransactionalID(txnID), kgo.TransactionTimeout(10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(r.ctx, &kgo.Record{Topic: r.topics.State(), Key: []byte("left-open")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
 // TestPlannerAbortsTheTransactionOfAWorkerGoneForGood: a worker of another
 // process, a member of the workers' group, leaves a transaction open with a
 // state record in it (10-minute timeout) and is never seen again, as if its
@@ -595,17 +603,7 @@ func TestPlannerAbortsTheTransactionOfAWorkerGoneForGood(t *testing.T) {
 
 	// Its transaction, left open; then it is gone (a static member sends
 	// no leave).
-	txn, err := topic.NewClient(r.ctx, r.topics, nil, kgo.TransactionalID(gone), kgo.TransactionTimeout(10*time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := txn.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	if err := txn.ProduceSync(r.ctx, &kgo.Record{Topic: r.topics.State(), Key: []byte("left-open")}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	txn.Close()
+	r.openTransaction(t, gone).Close()
 	member.Close()
 
 	if err := <-done; err != nil {
