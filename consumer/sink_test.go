@@ -123,7 +123,7 @@ func TestPoisonRecordsGoToDeadLetterTopic(t *testing.T) {
 	}
 	s.assertRows(ctx, s.pool, final)
 
-	dead := readAll(ctx, t, s, s.tcfg.DLQ())
+	dead := services.ReadCommitted(ctx, t, s.tcfg, s.tcfg.DLQ())
 	if len(dead) != len(poison) {
 		t.Fatalf("dead-letter topic has %d records, want %d", len(dead), len(poison))
 	}
@@ -324,41 +324,6 @@ func waitRows(ctx context.Context, t *testing.T, s *sink, n int) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-// readAll reads a topic from its start to its current end.
-func readAll(ctx context.Context, t *testing.T, s *sink, name string) []*kgo.Record {
-	t.Helper()
-	ends, err := kadm.NewClient(s.kc).ListEndOffsets(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		}
-	})
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.tcfg.SeedList()...), kgo.ConsumeTopics(name),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	var out []*kgo.Record
-	for len(want) > 0 {
-		fs := cl.PollFetches(ctx)
-		if err := fs.Err0(); err != nil {
-			t.Fatalf("reading %s: %v", name, err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			out = append(out, r)
-			if r.Offset+1 >= want[r.Partition] {
-				delete(want, r.Partition)
-			}
-		})
-	}
-	return out
 }
 
 func headers(r *kgo.Record) map[string]string {
