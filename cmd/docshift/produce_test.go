@@ -340,7 +340,7 @@ func (r *liveRig) startProducer(ctx context.Context, extra ...string) (stop func
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		code, _, stderr := docshift(pctx, r.t, append(append([]string{"produce", "--mapping", r.mapping, "--mongo-uri", r.mcURI, "--monitor-addr", ""}, r.kafkaFlags()...), extra...)...)
+		code, stderr := r.produce(pctx, extra...)
 		if pctx.Err() == nil {
 			select {
 			case r.producerExit <- fmt.Sprintf("exited %d: %s", code, stderr):
@@ -367,7 +367,7 @@ func TestProduceDuringSnapshot(t *testing.T) {
 	pctx, stopProducer := context.WithCancel(ctx)
 	produced := make(chan error, 1)
 	go func() {
-		code, _, stderr := docshift(pctx, t, append([]string{"produce", "--mapping", r.mapping, "--mongo-uri", r.mcURI, "--monitor-addr", ""}, r.kafkaFlags()...)...)
+		code, stderr := r.produce(pctx)
 		if code != 0 && code != 130 {
 			produced <- fmt.Errorf("produce exited %d: %s", code, stderr)
 			return
@@ -535,7 +535,7 @@ func TestProduceThroughSchemaRegistry(t *testing.T) {
 	pctx, stop := context.WithCancel(ctx)
 	produced := make(chan string, 1)
 	go func() {
-		code, _, stderr := docshift(pctx, t, append(append([]string{"produce", "--mapping", r.mapping, "--mongo-uri", r.mcURI, "--monitor-addr", ""}, r.kafkaFlags()...), reg...)...)
+		code, stderr := r.produce(pctx, reg...)
 		if code != 130 {
 			t.Logf("produce exited %d: %s", code, stderr)
 		}
@@ -726,7 +726,7 @@ func (r *liveRig) loseHistory(ctx context.Context) {
 	}
 }
 
-// produce runs the producer until it exits by itself.
+// produce runs the producer in this process until it exits or ctx is done.
 func (r *liveRig) produce(ctx context.Context, extra ...string) (int, string) {
 	code, _, stderr := docshift(ctx, r.t, append(append([]string{"produce", "--mapping", r.mapping, "--mongo-uri", r.mcURI, "--monitor-addr", ""}, r.kafkaFlags()...), extra...)...)
 	return code, stderr
@@ -750,7 +750,7 @@ func TestProduceOversizeEvent(t *testing.T) {
 		{Key: "blob", Value: bson.Binary{Subtype: 0, Data: big}}}); err != nil {
 		t.Fatal(err)
 	}
-	code, _, stderr := docshift(ctx, t, append([]string{"produce", "--mapping", r.mapping, "--mongo-uri", r.mcURI, "--monitor-addr", ""}, r.kafkaFlags()...)...)
+	code, stderr := r.produce(ctx)
 	if code != 1 || !strings.Contains(stderr, "too large for a Kafka record") || !strings.Contains(stderr, "--oversize=dlq") {
 		t.Fatalf("producer with an oversize event exited %d: %s", code, stderr)
 	}
