@@ -26,7 +26,9 @@ func NewLogReader(ctx context.Context, cfg Config, name string, log *slog.Logger
 
 // CommittedEnd returns the offset after the last committed record of the
 // one partition of name: a log reader has read everything committed before
-// the call once its position reaches it.
+// the call once its position reaches it. A transaction counts from its
+// marker: a commit that returned a moment before the call may not count yet
+// (the broker writes the marker after it answers the commit).
 func CommittedEnd(ctx context.Context, cl *kgo.Client, name string) (int64, error) {
 	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, name)
 	if err == nil {

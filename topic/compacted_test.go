@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/docshift/docshift/internal/services"
@@ -50,6 +51,7 @@ func TestReadLog(t *testing.T) {
 	write(true, "a", "b")
 	write(false, "aborted")
 	write(true, "c") // the log ends with this transaction's marker
+	waitMarkers(ctx, t, admin, name)
 
 	var got []string
 	var offsets []int64
@@ -88,5 +90,33 @@ func TestReadLog(t *testing.T) {
 	defer cancel()
 	if err := topic.ReadLog(rctx, empty, empty.State(), nil, func(*kgo.Record) error { return errors.New("no record expected") }); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitMarkers waits until every transaction of the one partition of name is
+// complete in its log. EndTransaction returns once the commit is decided; the
+// broker writes the marker that makes it readable a moment later, and until
+// then the committed end stops before it.
+func waitMarkers(ctx context.Context, t *testing.T, cl *kgo.Client, name string) {
+	t.Helper()
+	adm := kadm.NewClient(cl)
+	for {
+		ends, err := adm.ListEndOffsets(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		end, _ := ends.Lookup(name, 0)
+		committed, err := topic.CommittedEnd(ctx, cl, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if committed == end.Offset {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the committed end of %s stays at %d, before the end %d", name, committed, end.Offset)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
