@@ -138,6 +138,7 @@ func (p *Producer) followed(ctx context.Context) ([]schemas.Namespace, error) {
 func (p *Producer) follow(ctx context.Context, st *stream) error {
 	defer st.stopResnapshot()
 	backoff := time.Second
+	var lost lostHistory
 	for {
 		err := st.run(ctx)
 		if ctx.Err() != nil {
@@ -145,9 +146,20 @@ func (p *Producer) follow(ctx context.Context, st *stream) error {
 		}
 		switch {
 		case errors.Is(err, ErrHistoryLost) && p.cfg.OnHistoryLost == HistoryLostResnapshot:
+			if wait := lost.next(time.Now()); wait > 0 {
+				p.log.Warn("change stream history lost again soon after its last restart: waiting before the next "+
+					"(each restart starts the re-snapshot over; the oplog window may be shorter than the stream needs)",
+					"stream", st.id, "wait", wait)
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
 			if err := p.restartAfterLostHistory(ctx, st, err); err != nil {
 				return err
 			}
+			lost.restarted(time.Now())
 			continue
 		case errors.Is(err, ErrHistoryLost), errors.Is(err, ErrNoTenant), errors.Is(err, ErrOversize), errors.Is(err, ErrResnapshot):
 			return err
@@ -162,6 +174,35 @@ func (p *Producer) follow(ctx context.Context, st *stream) error {
 		backoff = min(2*backoff, 30*time.Second)
 	}
 }
+
+// lostAgainWithin is how soon after a restart a stream's next lost history
+// counts as losing it again, which restarts with backoff.
+const lostAgainWithin = time.Minute
+
+// lostHistory spaces the restarts of a stream that keeps losing its history
+// right after restarting (an oplog that rolls over faster than the stream
+// reads it): each restart starts the collections' re-snapshot over, so
+// restarting in a tight loop would only repeat that work. The first loss,
+// and one long after the last restart, restarts at once; a loss within
+// lostAgainWithin of the last restart waits 1 s, then twice as long each
+// time, up to 30 s.
+type lostHistory struct {
+	last time.Time     // the last restart; zero: none yet
+	wait time.Duration // the wait before the next restart if it comes soon
+}
+
+// next returns how long to wait before restarting after a loss at now.
+func (l *lostHistory) next(now time.Time) time.Duration {
+	if l.last.IsZero() || now.Sub(l.last) >= lostAgainWithin {
+		l.wait = 0
+		return 0
+	}
+	l.wait = min(max(2*l.wait, time.Second), 30*time.Second)
+	return l.wait
+}
+
+// restarted notes a restart at now.
+func (l *lostHistory) restarted(now time.Time) { l.last = now }
 
 // restartAfterLostHistory starts the stream again at the current cluster
 // time, recording that history was lost and that its collections must be

@@ -3,6 +3,7 @@ package producer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -217,5 +218,33 @@ func TestResnapshotStartsOverAfterASecondLoss(t *testing.T) {
 	defer mu.Unlock()
 	if len(calls) != 2 || calls[0] != schemas.TimestampOf(4) || calls[1] != schemas.TimestampOf(9) || stopped != 1 {
 		t.Fatalf("snapshots asked for %v, %d stopped; want since 4, then 9 with the first stopped", calls, stopped)
+	}
+}
+
+// TestLostHistoryBackoff: the first lost history restarts at once; one soon
+// after the last restart waits 1 s, then twice as long each time up to 30 s;
+// one long after the last restart restarts at once again.
+func TestLostHistoryBackoff(t *testing.T) {
+	var l lostHistory
+	now := time.Unix(1_700_000_000, 0)
+	var got []time.Duration
+	for range 8 {
+		w := l.next(now)
+		got = append(got, w)
+		now = now.Add(w)
+		l.restarted(now)
+		now = now.Add(100 * time.Millisecond) // lost again soon after
+	}
+	want := []time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("waits %v, want %v", got, want)
+	}
+	now = now.Add(lostAgainWithin)
+	if w := l.next(now); w != 0 {
+		t.Fatalf("a loss %s after the last restart waits %s, want none", lostAgainWithin, w)
+	}
+	l.restarted(now)
+	if w := l.next(now.Add(time.Second)); w != time.Second {
+		t.Fatalf("the next loss soon after waits %s, want 1s: the backoff starts over", w)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -696,6 +697,86 @@ func TestProduceResnapshotStopped(t *testing.T) {
 		t.Fatalf("snapshot run %d (complete: %v) after the restart, want run %d resumed and complete", after.Run, !after.Complete.IsZero(), st.Run)
 	}
 	r.converge(ctx, r.tcfg.Prefix+"-sink")
+}
+
+// TestProduceHistoryLostAgain: a stream that loses its history again right
+// after each restart (here the oplog is emptied after every write, as an
+// oplog far too small for the write load would be) restarts with backoff,
+// not in a tight loop: each restart starts the re-snapshot over. The gaps
+// between its restarts, read from the checkpoint topic, grow from 1 s; once
+// the oplog holds its history again the producer finishes the snapshot, and
+// the target equals the source, with the changes made meanwhile.
+func TestProduceHistoryLostAgain(t *testing.T) {
+	r := newLiveRig(t)
+	ctx := services.Context(t, 5*time.Minute)
+	r.loseHistory(ctx)
+	stop := r.startProducer(ctx, "--on-history-lost=resnapshot")
+	for {
+		cps, err := producer.ReadCheckpoints(ctx, r.tcfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cps) > 0 && cps[firstKey(cps)].ResnapshotSince != 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the producer never restarted after the lost history")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Every 50 ms a change, and then an empty oplog: a stream that has not
+	// read that change by then has lost its history again.
+	rolled := time.Now()
+	for seed := uint64(100); time.Since(rolled) < 5*time.Second; seed++ {
+		if err := r.write(ctx, 1, seed); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.mc.Database("admin").RunCommand(ctx, bson.D{{Key: "docshiftTruncateOplog", Value: 1}}).Err(); err != nil {
+			t.Fatalf("truncating the test server's oplog: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	w := r.watch(ctx)
+	if err := r.write(ctx, 100, 24); err != nil {
+		t.Fatal(err)
+	}
+	r.waitCaughtUp(ctx, w)
+	stop()
+
+	// A restart commits a checkpoint with a new resnapshot_since.
+	var restarts []time.Time
+	seen := map[int64]bool{}
+	for _, rec := range services.ReadCommitted(ctx, t, r.tcfg, r.tcfg.Streams()) {
+		var cp producer.Checkpoint
+		if err := json.Unmarshal(rec.Value, &cp); err != nil {
+			t.Fatal(err)
+		}
+		if cp.ResnapshotSince != 0 && !seen[cp.ResnapshotSince] {
+			seen[cp.ResnapshotSince] = true
+			restarts = append(restarts, rec.Timestamp)
+		}
+	}
+	t.Logf("restarts after lost history at %v", restarts)
+	if len(restarts) < 3 {
+		t.Fatalf("%d restarts after lost history, want at least 3: the emptied oplog did not make the stream lose its history again", len(restarts))
+	}
+	// The first restart is at once; each later one came soon after the one
+	// before, and waits 1 s, 2 s, 4 s, ... (10% off for the clock).
+	want := time.Second
+	for i := 1; i < len(restarts); i++ {
+		if gap := restarts[i].Sub(restarts[i-1]); gap < want*9/10 {
+			t.Fatalf("restart %d came %s after the one before, want at least %s (restarts at %v)", i+1, gap, want, restarts)
+		}
+		want *= 2
+	}
+	r.converge(ctx, r.tcfg.Prefix+"-sink")
+}
+
+func firstKey[V any](m map[string]V) string {
+	for k := range m {
+		return k
+	}
+	return ""
 }
 
 // loseHistory seeds and snapshots the collection, follows its changes for a
