@@ -361,6 +361,13 @@ func TestRestartReadsNoTaskOfTheOldRun(t *testing.T) {
 	if aborted := counter(t, reg, "docshift_snapshot_chunks_aborted_total"); skipped == 0 || abortedSkips > 0 || aborted > 0 {
 		t.Errorf("the restarted run skipped %d tasks of the old run, aborted %d transactions of skipped tasks and %v of chunks; want some skipped, none aborted",
 			skipped, abortedSkips, aborted)
+		// What the group and the transactions did, to tell why.
+		for _, l := range strings.Split(log.String(), "\n") {
+			if strings.Contains(l, "CONCURRENT") || strings.Contains(l, "abort") || strings.Contains(l, "skipped tasks") ||
+				strings.Contains(l, "settled") || strings.Contains(l, "synced") || strings.Contains(l, "revoke") {
+				t.Log(l)
+			}
+		}
 	}
 	r.checkComplete(t, 2)
 }

@@ -274,10 +274,12 @@ func (w *worker) handle(ctx context.Context, rec *kgo.Record) error {
 	id := t.Chunk.ID()
 	_, done := st.Done[id]
 	read := t.Run == st.Run && !done
-	if read {
-		if err := w.sh.group.wait(ctx); err != nil {
-			return err
-		}
+	// A task to skip waits too: a worker that joined first holds every
+	// partition until the others join, and the rebalance that hands them
+	// out would abort the skipped tasks' transaction (they would come
+	// again, to be skipped again).
+	if err := w.sh.group.wait(ctx); err != nil {
+		return err
 	}
 	if w.revoked.Swap(false) {
 		// The session would abort this task's transaction at its end,
