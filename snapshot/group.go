@@ -28,8 +28,8 @@ const settlePoll = 25 * time.Millisecond
 // aborted by the rebalance that completes it and read again (measured: a
 // new group of four workers joining in two generations aborted three of the
 // ten chunks of a 200k-document collection), so workers wait for it before
-// their first task, a chunk to read or a task to skip. It is watched from the moment the workers join, while
-// the collections are planned.
+// their first task, a chunk to read or a task to skip. It is watched from
+// the moment the workers join, while the collections are planned.
 type groupSettler struct {
 	admin   *kadm.Client
 	group   string
