@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -73,6 +74,20 @@ func newLiveRig(t *testing.T) *liveRig {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// sibling is a rig of another collection of r's database, mapped to a table
+// of its own in r's mapping file, which both rigs then use: the producer
+// follows the two collections with a stream each.
+func (r *liveRig) sibling(coll string) *liveRig {
+	db := r.coll.Database().Name()
+	b := &liveRig{t: r.t, producerExit: r.producerExit, mc: r.mc, coll: r.mc.Database(db).Collection(coll), pool: r.pool, tcfg: r.tcfg,
+		pgURL: r.pgURL, mcURI: r.mcURI, table: db + "_" + coll, mapping: r.mapping}
+	m := fmt.Sprintf(liveMapping, db, r.table) + strings.TrimPrefix(fmt.Sprintf(strings.Replace(liveMapping, ".orders", "."+coll, 1), db, b.table), "collections:\n")
+	if err := os.WriteFile(r.mapping, []byte(m), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+	return b
 }
 
 func (r *liveRig) kafkaFlags() []string {
@@ -478,8 +493,10 @@ func (r *liveRig) watch(ctx context.Context) *witness {
 }
 
 // waitCaughtUp inserts a marker document, waits for the witness to see it,
-// then for the producer's checkpoint to pass it with no snapshot after a
-// lost history pending: every change before the marker is then published.
+// then for the checkpoint of the stream that follows the collection (the
+// only one, or the one named after the collection) to pass it, with no
+// stream's snapshot after a lost history pending: every change before the
+// marker is then published.
 func (r *liveRig) waitCaughtUp(ctx context.Context, w *witness) {
 	r.t.Helper()
 	r.mu.Lock()
@@ -505,9 +522,14 @@ func (r *liveRig) waitCaughtUp(ctx context.Context, w *witness) {
 	var at, resnapshot int64
 	for time.Now().Before(deadline) {
 		cps, err := producer.ReadCheckpoints(ctx, r.tcfg)
-		if err == nil {
+		if err == nil && len(cps) > 0 {
+			at, resnapshot = math.MaxInt64, 0
+			own := cps["collection:"+r.coll.Database().Name()+"."+r.coll.Name()]
 			for _, cp := range cps {
-				at, resnapshot = cp.ClusterTime, cp.ResnapshotSince
+				if own == nil || cp == own {
+					at = min(at, cp.ClusterTime)
+				}
+				resnapshot = max(resnapshot, cp.ResnapshotSince)
 			}
 			if markerTS.T != 0 && at >= schemas.Version(markerTS) && resnapshot == 0 {
 				return
@@ -770,6 +792,72 @@ func TestProduceHistoryLostAgain(t *testing.T) {
 		want *= 2
 	}
 	r.converge(ctx, r.tcfg.Prefix+"-sink")
+}
+
+// TestProduceTwoStreamsLoseHistory: two collections, a stream each, lose
+// their history together while the producer is down. Started with
+// --on-history-lost=resnapshot, the producer restarts both streams and
+// snapshots each collection again (the two snapshots take turns, the second
+// joining the first's run or starting one of its own); both targets
+// converge, with the changes made while the history was lost.
+func TestProduceTwoStreamsLoseHistory(t *testing.T) {
+	a := newLiveRig(t)
+	b := a.sibling("items")
+	ctx := services.Context(t, 5*time.Minute)
+	a.seed(ctx, 300)
+	b.seed(ctx, 300)
+	code, _, stderr := docshift(ctx, t, append([]string{"snapshot", "--mapping", a.mapping, "--mongo-uri", a.mcURI}, a.kafkaFlags()...)...)
+	if code != 0 {
+		t.Fatalf("snapshot exited %d: %s", code, stderr)
+	}
+	stop := a.startProducer(ctx)
+	wa, wb := a.watch(ctx), b.watch(ctx)
+	if err := a.write(ctx, 100, 41); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.write(ctx, 100, 51); err != nil {
+		t.Fatal(err)
+	}
+	a.waitCaughtUp(ctx, wa)
+	b.waitCaughtUp(ctx, wb)
+	stop()
+	cps, err := producer.ReadCheckpoints(ctx, a.tcfg)
+	if err != nil || len(cps) != 2 {
+		t.Fatalf("checkpoints %v (%v), want one per collection", cps, err)
+	}
+
+	// Changes while the producer is down, then an oplog without them.
+	if err := a.write(ctx, 200, 42); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.write(ctx, 200, 52); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.mc.Database("admin").RunCommand(ctx, bson.D{{Key: "docshiftTruncateOplog", Value: 1}}).Err(); err != nil {
+		t.Fatalf("truncating the test server's oplog: %v", err)
+	}
+
+	stop = a.startProducer(ctx, "--on-history-lost=resnapshot")
+	wa, wb = a.watch(ctx), b.watch(ctx)
+	if err := a.write(ctx, 100, 43); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.write(ctx, 100, 53); err != nil {
+		t.Fatal(err)
+	}
+	a.waitCaughtUp(ctx, wa)
+	b.waitCaughtUp(ctx, wb)
+	stop()
+	if cps, err = producer.ReadCheckpoints(ctx, a.tcfg); err != nil {
+		t.Fatal(err)
+	}
+	for id, cp := range cps {
+		if cp.HistoryLost == "" {
+			t.Fatalf("stream %s did not restart after its lost history: %+v", id, cp)
+		}
+	}
+	a.converge(ctx, a.tcfg.Prefix+"-sink")
+	b.converge(ctx, a.tcfg.Prefix+"-sink")
 }
 
 func firstKey[V any](m map[string]V) string {
