@@ -641,11 +641,7 @@ func TestProduceHistoryLost(t *testing.T) {
 	}
 
 	stop := r.startProducer(ctx, "--on-history-lost=resnapshot")
-	w := r.watch(ctx)
-	if err := r.write(ctx, 300, 23); err != nil {
-		t.Fatal(err)
-	}
-	r.waitCaughtUp(ctx, w)
+	catchUp(ctx, 300, 23, r)
 	stop()
 	r.converge(ctx, r.tcfg.Prefix+"-sink")
 }
@@ -705,11 +701,7 @@ func TestProduceResnapshotStopped(t *testing.T) {
 	}
 
 	stop = r.startProducer(ctx, "--on-history-lost=resnapshot")
-	w := r.watch(ctx)
-	if err := r.write(ctx, 300, 23); err != nil {
-		t.Fatal(err)
-	}
-	r.waitCaughtUp(ctx, w)
+	catchUp(ctx, 300, 23, r)
 	stop()
 	after, err := snapshot.ReadState(ctx, r.tcfg, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -738,7 +730,7 @@ func TestProduceHistoryLostAgain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(cps) > 0 && cps[firstKey(cps)].ResnapshotSince != 0 {
+		if pendingResnapshot(cps) {
 			break
 		}
 		if ctx.Err() != nil {
@@ -753,16 +745,10 @@ func TestProduceHistoryLostAgain(t *testing.T) {
 		if err := r.write(ctx, 1, seed); err != nil {
 			t.Fatal(err)
 		}
-		if err := r.mc.Database("admin").RunCommand(ctx, bson.D{{Key: "docshiftTruncateOplog", Value: 1}}).Err(); err != nil {
-			t.Fatalf("truncating the test server's oplog: %v", err)
-		}
+		r.truncateOplog(ctx)
 		time.Sleep(50 * time.Millisecond)
 	}
-	w := r.watch(ctx)
-	if err := r.write(ctx, 100, 24); err != nil {
-		t.Fatal(err)
-	}
-	r.waitCaughtUp(ctx, w)
+	catchUp(ctx, 100, 24, r)
 	stop()
 
 	// A restart commits a checkpoint with a new resnapshot_since.
@@ -804,49 +790,14 @@ func TestProduceTwoStreamsLoseHistory(t *testing.T) {
 	a := newLiveRig(t)
 	b := a.sibling("items")
 	ctx := services.Context(t, 5*time.Minute)
-	a.seed(ctx, 300)
-	b.seed(ctx, 300)
-	code, _, stderr := docshift(ctx, t, append([]string{"snapshot", "--mapping", a.mapping, "--mongo-uri", a.mcURI}, a.kafkaFlags()...)...)
-	if code != 0 {
-		t.Fatalf("snapshot exited %d: %s", code, stderr)
-	}
-	stop := a.startProducer(ctx)
-	wa, wb := a.watch(ctx), b.watch(ctx)
-	if err := a.write(ctx, 100, 41); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.write(ctx, 100, 51); err != nil {
-		t.Fatal(err)
-	}
-	a.waitCaughtUp(ctx, wa)
-	b.waitCaughtUp(ctx, wb)
-	stop()
+	a.loseHistory(ctx, b)
 	cps, err := producer.ReadCheckpoints(ctx, a.tcfg)
 	if err != nil || len(cps) != 2 {
 		t.Fatalf("checkpoints %v (%v), want one per collection", cps, err)
 	}
 
-	// Changes while the producer is down, then an oplog without them.
-	if err := a.write(ctx, 200, 42); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.write(ctx, 200, 52); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.mc.Database("admin").RunCommand(ctx, bson.D{{Key: "docshiftTruncateOplog", Value: 1}}).Err(); err != nil {
-		t.Fatalf("truncating the test server's oplog: %v", err)
-	}
-
-	stop = a.startProducer(ctx, "--on-history-lost=resnapshot")
-	wa, wb = a.watch(ctx), b.watch(ctx)
-	if err := a.write(ctx, 100, 43); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.write(ctx, 100, 53); err != nil {
-		t.Fatal(err)
-	}
-	a.waitCaughtUp(ctx, wa)
-	b.waitCaughtUp(ctx, wb)
+	stop := a.startProducer(ctx, "--on-history-lost=resnapshot")
+	catchUp(ctx, 100, 43, a, b)
 	stop()
 	if cps, err = producer.ReadCheckpoints(ctx, a.tcfg); err != nil {
 		t.Fatal(err)
@@ -860,19 +811,27 @@ func TestProduceTwoStreamsLoseHistory(t *testing.T) {
 	b.converge(ctx, a.tcfg.Prefix+"-sink")
 }
 
-func firstKey[V any](m map[string]V) string {
-	for k := range m {
-		return k
+// pendingResnapshot reports whether some stream's checkpoint asks for a
+// snapshot after a lost history.
+func pendingResnapshot(cps map[string]*producer.Checkpoint) bool {
+	for _, cp := range cps {
+		if cp.ResnapshotSince != 0 {
+			return true
+		}
 	}
-	return ""
+	return false
 }
 
-// loseHistory seeds and snapshots the collection, follows its changes for a
-// while, then, with the producer down, changes it more and truncates the
-// oplog: the producer's checkpoint is no longer in it.
-func (r *liveRig) loseHistory(ctx context.Context) {
+// loseHistory seeds and snapshots the collection (and those of the
+// siblings, which share its mapping), follows their changes for a while,
+// then, with the producer down, changes them more and truncates the oplog:
+// the producer's checkpoints are no longer in it.
+func (r *liveRig) loseHistory(ctx context.Context, siblings ...*liveRig) {
 	r.t.Helper()
-	r.seed(ctx, 500)
+	rigs := append([]*liveRig{r}, siblings...)
+	for _, x := range rigs {
+		x.seed(ctx, 500)
+	}
 	time.Sleep(1100 * time.Millisecond)
 	code, _, stderr := docshift(ctx, r.t, append([]string{"snapshot", "--mapping", r.mapping, "--mongo-uri", r.mcURI}, r.kafkaFlags()...)...)
 	if code != 0 {
@@ -880,16 +839,37 @@ func (r *liveRig) loseHistory(ctx context.Context) {
 	}
 	stop := r.startProducer(ctx)
 	r.waitStreamStarted(ctx)
-	w := r.watch(ctx)
-	if err := r.write(ctx, 300, 21); err != nil {
-		r.t.Fatal(err)
-	}
-	r.waitCaughtUp(ctx, w)
+	catchUp(ctx, 300, 21, rigs...)
 	stop()
 
-	if err := r.write(ctx, 300, 22); err != nil {
-		r.t.Fatal(err)
+	for _, x := range rigs {
+		if err := x.write(ctx, 300, 22); err != nil {
+			r.t.Fatal(err)
+		}
 	}
+	r.truncateOplog(ctx)
+}
+
+// catchUp makes n changes to each rig's collection (with the random seed
+// seed) and waits until the producer has published them all.
+func catchUp(ctx context.Context, n int, seed uint64, rigs ...*liveRig) {
+	ws := make([]*witness, len(rigs))
+	for i, r := range rigs {
+		ws[i] = r.watch(ctx)
+	}
+	for _, r := range rigs {
+		if err := r.write(ctx, n, seed); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	for i, r := range rigs {
+		r.waitCaughtUp(ctx, ws[i])
+	}
+}
+
+// truncateOplog empties the test server's oplog (a rolled-over oplog).
+func (r *liveRig) truncateOplog(ctx context.Context) {
+	r.t.Helper()
 	if err := r.mc.Database("admin").RunCommand(ctx, bson.D{{Key: "docshiftTruncateOplog", Value: 1}}).Err(); err != nil {
 		r.t.Fatalf("truncating the test server's oplog: %v", err)
 	}
