@@ -150,10 +150,8 @@ func (p *Producer) follow(ctx context.Context, st *stream) error {
 				p.log.Warn("change stream history lost again soon after its last restart: waiting before the next "+
 					"(each restart starts the re-snapshot over; the oplog window may be shorter than the stream needs)",
 					"stream", st.id, "wait", wait)
-				select {
-				case <-time.After(wait):
-				case <-ctx.Done():
-					return ctx.Err()
+				if err := sleep(ctx, wait); err != nil {
+					return err
 				}
 			}
 			if err := p.restartAfterLostHistory(ctx, st, err); err != nil {
@@ -166,12 +164,22 @@ func (p *Producer) follow(ctx context.Context, st *stream) error {
 		}
 		p.metrics.reconnects.WithLabelValues(st.id).Inc()
 		p.log.Warn("change stream failed; reopening from its checkpoint", "stream", st.id, "backoff", backoff, "err", err)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := sleep(ctx, backoff); err != nil {
+			return err
 		}
 		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// sleep waits d, or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
