@@ -500,12 +500,12 @@ func (w *worker) read(ctx context.Context, t task) (Done, error) {
 			return d, fmt.Errorf("chunk %s: %w", id, err)
 		}
 		// The batch's records, their keys and their values share one
-		// allocation each, freed together once Kafka has acknowledged them
-		// (a value or key that outgrows its arena moves the arena; the
-		// records already made keep the old one).
-		values := make([]byte, 0, len(batch.arena)+len(batch.docs)*64)
-		keys := make([]byte, 0, len(batch.docs)*64)
-		recs := make([]kgo.Record, len(batch.docs))
+		// space, which serves a later batch once Kafka has acknowledged
+		// all of them (a value or key that outgrows its arena moves the
+		// arena; the records already made keep the old one).
+		sp := takeSpace(len(batch.docs), len(batch.arena)+len(batch.docs)*64, len(batch.docs)*64)
+		recs, values, keys := sp.recs, sp.values, sp.keys
+		acked := sp.acked(promise)
 		for i, raw := range batch.docs {
 			if err := c.NormalizeInto(ns.Database, raw, &doc); err != nil {
 				return d, fmt.Errorf("chunk %s: %w", id, err)
@@ -527,16 +527,17 @@ func (w *worker) read(ctx context.Context, t task) (Done, error) {
 			}
 			keys = schemas.AppendKey(keys, doc.Tenant, doc.ID)
 			rec := &recs[i]
-			rec.Topic = recTopic
-			rec.Key = keys[kstart:len(keys):len(keys)]
-			rec.Value = values[vstart:len(values):len(values)]
+			*rec = kgo.Record{Topic: recTopic, Key: keys[kstart:len(keys):len(keys)], Value: values[vstart:len(values):len(values)]}
 			// Produce blocks while the client holds InFlight unacknowledged
 			// records: that bounds the documents in flight.
-			w.sess.Produce(ctx, rec, promise)
+			w.sess.Produce(ctx, rec, acked)
 			d.Documents++
 			d.Bytes += int64(len(raw))
 		}
+		sp.values, sp.keys = values[:0], keys[:0] // the arenas, grown or not, for a batch after
+		sp.release()
 		docs.Add(float64(len(batch.docs)))
+		batch.release()
 		if w.sh.cfg.slowBatches > 0 {
 			time.Sleep(w.sh.cfg.slowBatches)
 		}
@@ -583,6 +584,76 @@ type docBatch struct {
 	docs  []bson.Raw
 }
 
+// batchPool keeps the arenas of batches done with for the batches after:
+// a snapshot reads its documents batch after batch, and a fresh arena each
+// time costs its zeroing, its page faults and a share of the collections.
+var batchPool sync.Pool // of *docBatch, empty
+
+// takeBatch returns an empty batch whose arena holds at least size bytes.
+func takeBatch(size int) docBatch {
+	if b, _ := batchPool.Get().(*docBatch); b != nil && cap(b.arena) >= size {
+		return *b
+	}
+	return docBatch{arena: make([]byte, 0, size)}
+}
+
+// release gives the batch's arena back once nothing refers to its
+// documents any more (their rows are encoded).
+func (b docBatch) release() {
+	batchPool.Put(&docBatch{arena: b.arena[:0], docs: b.docs[:0]})
+}
+
+// recordSpace is where one batch's records, their keys and their values
+// live until Kafka has acknowledged (or failed) every record of the batch;
+// then it serves a later batch.
+type recordSpace struct {
+	recs         []kgo.Record
+	values, keys []byte
+	left         atomic.Int64 // records not yet acknowledged, and one for the batch being made
+}
+
+var spacePool sync.Pool // of *recordSpace
+
+// takeSpace returns a space for n records, with arenas of at least values
+// and keys bytes.
+func takeSpace(n, values, keys int) *recordSpace {
+	sp, _ := spacePool.Get().(*recordSpace)
+	if sp == nil {
+		sp = &recordSpace{}
+	}
+	if cap(sp.recs) < n {
+		sp.recs = make([]kgo.Record, n)
+	}
+	sp.recs = sp.recs[:n]
+	if cap(sp.values) < values {
+		sp.values = make([]byte, 0, values)
+	}
+	if cap(sp.keys) < keys {
+		sp.keys = make([]byte, 0, keys)
+	}
+	sp.left.Store(int64(n) + 1)
+	return sp
+}
+
+// acked returns the promise of the space's records: each calls promise and
+// then releases its share of the space.
+func (sp *recordSpace) acked(promise func(*kgo.Record, error)) func(*kgo.Record, error) {
+	return func(r *kgo.Record, err error) {
+		promise(r, err)
+		sp.release()
+	}
+}
+
+// release gives up one share of the space: the batch's maker gives up its
+// own once it has produced every record and put the arenas back in sp, and
+// the last share gives the space back. A batch abandoned before all its
+// records were produced never gives it back; the collector takes it.
+func (sp *recordSpace) release() {
+	if sp.left.Add(-1) == 0 {
+		spacePool.Put(sp)
+	}
+}
+
 // readBatches sends the cursor's documents in batches, one per server batch
 // (at most BatchSize documents), until the cursor is exhausted, it fails or
 // ctx is done. A document the cursor returns is only valid until its next
@@ -592,8 +663,13 @@ func readBatches(ctx context.Context, cur *mongo.Cursor, out chan<- docBatch) er
 	for cur.Next(ctx) {
 		raw := cur.Current
 		if len(b.arena)+len(raw) > cap(b.arena) {
-			// A fresh arena: the documents already in the old one keep it.
-			b.arena = make([]byte, 0, max(len(raw), (cur.RemainingBatchLength()+1)*len(raw)*5/4))
+			// Another arena: the documents already in the old one keep it.
+			size := max(len(raw), (cur.RemainingBatchLength()+1)*len(raw)*5/4)
+			if len(b.docs) == 0 {
+				b = takeBatch(size)
+			} else {
+				b.arena = make([]byte, 0, size)
+			}
 		}
 		b.arena = append(b.arena, raw...)
 		b.docs = append(b.docs, b.arena[len(b.arena)-len(raw):len(b.arena):len(b.arena)])
