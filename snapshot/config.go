@@ -77,7 +77,7 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Workers, "workers", c.Workers, "chunk readers in this process (0: plan and watch only)")
 	fs.StringVar(&c.WorkerID, "worker-id", c.WorkerID, "this process's name in its workers' transactional ids and group instance ids: unique per process, the same across its restarts (so a restart takes over from its killed predecessor at once)")
-	fs.BoolVar(&c.WorkerOnly, "worker", c.WorkerOnly, "only read chunks the planning `docshift snapshot` publishes; exit when the run is complete")
+	fs.BoolVar(&c.WorkerOnly, "worker", c.WorkerOnly, "only read the chunks a planning docshift snapshot (without --worker) publishes; exit when the run is complete")
 	fs.BoolVar(&c.Restart, "restart", c.Restart, "start a new snapshot run from scratch instead of resuming the recorded one")
 	fs.IntVar(&c.ChunkDocs, "chunk-docs", c.ChunkDocs, "target documents per chunk")
 	fs.IntVar(&c.ChunkBytes, "chunk-bytes", c.ChunkBytes, "target bytes per chunk (whichever limit is reached first)")
