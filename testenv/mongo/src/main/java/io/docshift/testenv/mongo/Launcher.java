@@ -11,7 +11,8 @@ import de.bwaldvogel.mongo.MongoVersion;
  * Starts an in-memory mongo-java-server for docshift's local/CI tests.
  *
  * <p>Usage: {@code java -cp launcher.jar:libs/* io.docshift.testenv.mongo.Launcher
- * [--host 127.0.0.1] [--port 27117] [--wire-version 17] [--max-await-ms 1000] [--worker-threads 128]}
+ * [--host 127.0.0.1] [--port 27117] [--wire-version 17] [--max-await-ms 1000] [--worker-threads 128]
+ * [--oplog-max-entries 1000000]}
  *
  * <ul>
  *   <li>The oplog is enabled, so collection-level {@code $changeStream} aggregations work;
@@ -21,7 +22,8 @@ import de.bwaldvogel.mongo.MongoVersion;
  *       go.mongodb.org/mongo-driver/v2 rejects (it needs at least 9, MongoDB 4.4).
  *       The launcher therefore reports a configurable wire version (default 17, MongoDB 6.0).
  *       Only the advertised version changes: the feature set stays mongo-java-server's.</li>
- *   <li>All data lives in memory and is lost when the process exits.</li>
+ *   <li>All data lives in memory and is lost when the process exits. The oplog is capped at
+ *       {@code --oplog-max-entries} entries (0: never), as MongoDB's is (see {@link TestBackend}).</li>
  * </ul>
  */
 public final class Launcher {
@@ -31,6 +33,7 @@ public final class Launcher {
     private static final int DEFAULT_WIRE_VERSION = 17;
     private static final long DEFAULT_MAX_AWAIT_MILLIS = 1000;
     private static final int DEFAULT_WORKER_THREADS = 128;
+    private static final int DEFAULT_OPLOG_MAX_ENTRIES = 1_000_000;
 
     private Launcher() {
     }
@@ -68,6 +71,7 @@ public final class Launcher {
         int wireVersion = DEFAULT_WIRE_VERSION;
         long maxAwaitMillis = DEFAULT_MAX_AWAIT_MILLIS;
         int workerThreads = DEFAULT_WORKER_THREADS;
+        int oplogMaxEntries = DEFAULT_OPLOG_MAX_ENTRIES;
 
         for (int i = 0; i < args.length; i++) {
             String arg = args[i];
@@ -81,11 +85,15 @@ public final class Launcher {
                 case "--wire-version" -> wireVersion = parseInt(arg, value);
                 case "--max-await-ms" -> maxAwaitMillis = parseInt(arg, value);
                 case "--worker-threads" -> workerThreads = parseInt(arg, value);
+                case "--oplog-max-entries" -> oplogMaxEntries = parseInt(arg, value);
                 default -> usage("unknown argument " + arg);
             }
         }
 
-        TestBackend backend = new TestBackend(maxAwaitMillis);
+        if (oplogMaxEntries < 0) {
+            usage("--oplog-max-entries: " + oplogMaxEntries + ", want 0 (no cap) or more");
+        }
+        TestBackend backend = new TestBackend(maxAwaitMillis, oplogMaxEntries);
         ReportedVersion version = ReportedVersion.forWireVersion(wireVersion);
         backend.version(version);
         backend.enableOplog();
@@ -101,8 +109,8 @@ public final class Launcher {
             stopped.countDown();
         }, "shutdown"));
 
-        System.err.printf("docshift mongo launcher: listening on %s:%d (maxWireVersion %d, version %s, oplog enabled)%n",
-            host, port, version.getWireVersion(), version.toVersionString());
+        System.err.printf("docshift mongo launcher: listening on %s:%d (maxWireVersion %d, version %s, oplog enabled, capped at %s entries)%n",
+            host, port, version.getWireVersion(), version.toVersionString(), oplogMaxEntries == 0 ? "no" : oplogMaxEntries);
         stopped.await();
     }
 
@@ -117,7 +125,8 @@ public final class Launcher {
 
     private static void usage(String problem) {
         System.err.println("docshift mongo launcher: " + problem);
-        System.err.println("usage: Launcher [--host HOST] [--port PORT] [--wire-version N] [--max-await-ms MS] [--worker-threads N]");
+        System.err.println("usage: Launcher [--host HOST] [--port PORT] [--wire-version N] [--max-await-ms MS] [--worker-threads N]"
+            + " [--oplog-max-entries N]");
         System.exit(2);
     }
 }

@@ -102,7 +102,7 @@ final class OplogHistory {
     void checkResumePoint(long resumePoint) {
         if (oldestCovered != 0 && resumePoint < oldestCovered) {
             throw historyLost("the resume point " + format(resumePoint) + " is before the oplog's truncation point "
-                + format(oldestCovered) + " (" + COMMAND + ")");
+                + format(oldestCovered) + " (" + COMMAND + " or the oplog's cap)");
         }
     }
 
@@ -112,7 +112,7 @@ final class OplogHistory {
      */
     void checkNothingLostAfter(long scanned) {
         if (newestDeleted > scanned) {
-            throw historyLost("the oplog was truncated (" + COMMAND + ") up to " + format(newestDeleted)
+            throw historyLost("the oplog was truncated (" + COMMAND + " or the oplog's cap) up to " + format(newestDeleted)
                 + ", past this change stream's position " + format(scanned));
         }
     }

@@ -1,9 +1,13 @@
 package io.docshift.testenv.mongo;
 
 import java.time.Instant;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Set;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.stream.Stream;
 
 import de.bwaldvogel.mongo.MongoCollection;
@@ -23,7 +27,7 @@ import de.bwaldvogel.mongo.oplog.Oplog;
 import io.netty.channel.Channel;
 
 /**
- * mongo-java-server's in-memory backend with four test-environment additions:
+ * mongo-java-server's in-memory backend with five test-environment additions:
  *
  * <ol>
  *   <li>Change-stream events are post-processed by {@link ChangeStreamOplog} so that update
@@ -41,6 +45,10 @@ import io.netty.channel.Channel;
  *   <li>The admin command {@code {docshiftTruncateOplog: 1[, before: Timestamp(t, i)]}} deletes the
  *       oldest oplog entries, as a rolled-over capped oplog would, so tests can provoke
  *       ChangeStreamHistoryLost (see {@link OplogHistory}).</li>
+ *   <li>The oplog is capped, as MongoDB's is: once it holds more than {@code oplogMaxEntries}
+ *       entries, the oldest are deleted (in the background, as by the command above) until
+ *       three quarters of that remain. mongo-java-server keeps every entry forever, in memory,
+ *       so a server that outlives many heavy test runs would otherwise run out of heap.</li>
  * </ol>
  */
 final class TestBackend extends MemoryBackend {
@@ -52,14 +60,22 @@ final class TestBackend extends MemoryBackend {
         "apiDeprecationErrors");
 
     private final long maxAwaitMillis;
+    private final int oplogMaxEntries; // 0: no cap
+    private final AtomicBoolean capPending = new AtomicBoolean();
+    private final ExecutorService capper = Executors.newSingleThreadExecutor(r -> {
+        Thread t = new Thread(r, "oplog-cap");
+        t.setDaemon(true);
+        return t;
+    });
     private final PreImages preImages = new PreImages();
     private final OplogHistory oplogHistory = new OplogHistory();
     private OplogCollection oplogEntries; // local.oplog.rs, once created
     private final Object oplogChanged = new Object();
     private long oplogVersion; // guarded by oplogChanged
 
-    TestBackend(long maxAwaitMillis) {
+    TestBackend(long maxAwaitMillis, int oplogMaxEntries) {
         this.maxAwaitMillis = maxAwaitMillis;
+        this.oplogMaxEntries = oplogMaxEntries;
     }
 
     @Override
@@ -158,6 +174,22 @@ final class TestBackend extends MemoryBackend {
         @Override
         public synchronized void addDocuments(Stream<Document> documents) {
             super.addDocuments(documents.map(preImages::attach).peek(entry -> oplogHistory.written(entry.get("ts"))));
+            if (oplogMaxEntries > 0 && count() > oplogMaxEntries && capPending.compareAndSet(false, true)) {
+                capper.execute(TestBackend.this::capOplog); // not here: truncating takes OplogHistory's lock first
+            }
+        }
+
+        /** The timestamps of every entry, in no particular order (freed slots are reused). */
+        synchronized long[] timestamps() {
+            long[] out = new long[count()];
+            int n = 0;
+            for (int position = 0; n < out.length; position++) {
+                Document entry = getDocument(position);
+                if (entry != null) {
+                    out[n++] = entry.get("ts") instanceof BsonTimestamp ts ? ts.getValue() : 0;
+                }
+            }
+            return out;
         }
 
         /** Deletes the entries with a timestamp below {@code cutoff}: one pass over the storage. */
@@ -319,6 +351,27 @@ final class TestBackend extends MemoryBackend {
         Document response = oplogHistory.truncate((BsonTimestamp) before, entries::removeBefore);
         signalOplogChange(); // waiting change-stream getMores look again (and fail if they lost history)
         return response;
+    }
+
+    /**
+     * Deletes the oldest oplog entries until three quarters of {@code oplogMaxEntries} remain, as
+     * {@value OplogHistory#COMMAND} would with the right {@code before}: change streams that had not
+     * read them lose their history, as on a MongoDB whose oplog rolled over.
+     */
+    private void capOplog() {
+        capPending.set(false);
+        OplogCollection entries = oplogEntries;
+        long[] stamps = entries.timestamps();
+        int keep = oplogMaxEntries / 4 * 3;
+        if (stamps.length <= oplogMaxEntries || keep <= 0) {
+            return;
+        }
+        Arrays.sort(stamps);
+        BsonTimestamp before = new BsonTimestamp(stamps[stamps.length - keep]);
+        Document removed = oplogHistory.truncate(before, entries::removeBefore);
+        signalOplogChange();
+        System.err.printf("docshift mongo launcher: the oplog held %d entries, more than its cap of %d: removed the oldest %s%n",
+            stamps.length, oplogMaxEntries, removed.get("removed"));
     }
 
     /**
