@@ -252,6 +252,11 @@ type ordersRig struct {
 
 func newOrdersRig(t *testing.T, n int) *ordersRig {
 	_, mc := services.Mongo(t)
+	return ordersRigOn(t, mc, n)
+}
+
+// ordersRigOn is newOrdersRig on the MongoDB server mc connects to.
+func ordersRigOn(t *testing.T, mc *mongo.Client, n int) *ordersRig {
 	tcfg, _ := services.Kafka(t)
 	r := &ordersRig{ctx: services.Context(t, 3*time.Minute), mongo: mc, topics: tcfg, db: services.Unique(t), n: n}
 	coll := mc.Database(r.db).Collection("orders")

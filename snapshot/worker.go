@@ -15,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
 	"github.com/docshift/docshift/schemas"
 	"github.com/docshift/docshift/source"
@@ -461,7 +462,7 @@ func (w *worker) read(ctx context.Context, t task) (Done, error) {
 	d.Version = schemas.Version(ts)
 	recTopic := w.sh.topics.Records(ns.Database, ns.Collection)
 
-	coll := w.sh.mongo.Database(ns.Database).Collection(ns.Collection)
+	coll := w.sh.mongo.Database(ns.Database).Collection(ns.Collection, chunkReads)
 	cur, err := coll.Find(ctx, filter, options.Find().
 		SetSort(bson.D{{Key: "_id", Value: 1}}).
 		SetBatchSize(int32(w.sh.cfg.BatchSize)))
@@ -559,6 +560,14 @@ func (w *worker) read(ctx context.Context, t task) (Done, error) {
 	d.At = time.Now().UTC()
 	return d, nil
 }
+
+// chunkReads reads chunks from the primary, whatever readPreference the
+// MongoDB URI gives: a row's version is the cluster time taken (from the
+// primary) just before its chunk is read, and a secondary that lags behind
+// it would return documents older than their version, so the changes made
+// in between would look older than the rows and never be applied. Planning
+// follows the URI (a plan needs no particular point in time).
+var chunkReads = options.Collection().SetReadPreference(readpref.Primary())
 
 // deadLetter is the dead-letter record of a document whose values did not
 // all fit their columns (with on_conflict: dlq): the document as canonical

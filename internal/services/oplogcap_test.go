@@ -1,24 +1,16 @@
 package services
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
-	"github.com/docshift/docshift/source"
 )
 
 // TestOplogCap: the test server caps its oplog as MongoDB does. A server of
@@ -27,50 +19,10 @@ import (
 // change stream opened before the inserts and not read since has lost its
 // history, as on a MongoDB whose oplog rolled over.
 func TestOplogCap(t *testing.T) {
-	require(t, "MONGO_URI") // the launcher is built where `make test` starts the services
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	build := filepath.Join(root, ".cache", "mongo")
-	jar := filepath.Join(build, "build", "launcher.jar")
-	if _, err := os.Stat(jar); err != nil {
-		t.Fatalf("MONGO_URI is set but the test server's launcher is not built (scripts/services.sh up builds it): %v", err)
-	}
-	java := "java"
-	if home := os.Getenv("JAVA_HOME"); home != "" {
-		java = filepath.Join(home, "bin", "java")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-
 	const maxEntries, keep = 40, 30
+	m := StartMongo(t, "--oplog-max-entries", fmt.Sprint(maxEntries))
+	cl := m.Client
 	ctx := Context(t, 2*time.Minute)
-	cmd := exec.Command(java, "-Xmx256m", "-cp", jar+string(os.PathListSeparator)+filepath.Join(build, "libs", "*"),
-		"io.docshift.testenv.mongo.Launcher", "--host", "127.0.0.1", "--port", fmt.Sprint(port),
-		"--oplog-max-entries", fmt.Sprint(maxEntries))
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-
-	cfg := source.DefaultConfig()
-	cfg.URI = fmt.Sprintf("mongodb://127.0.0.1:%d/?directConnection=true", port)
-	cfg.ConnectTimeout = 30 * time.Second
-	cl, err := source.Connect(ctx, cfg)
-	if err != nil {
-		t.Fatalf("the capped test server did not answer: %v\n%s", err, stderr.String())
-	}
-	defer func() { _ = cl.Disconnect(context.Background()) }()
 
 	coll := cl.Database("capped").Collection("c")
 	cs, err := coll.Watch(ctx, mongo.Pipeline{})
@@ -117,7 +69,7 @@ func TestOplogCap(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the oplog still holds %d entries, more than its cap of %d\n%s", total, maxEntries, stderr.String())
+			t.Fatalf("the oplog still holds %d entries, more than its cap of %d\n%s", total, maxEntries, m.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -129,8 +81,8 @@ func TestOplogCap(t *testing.T) {
 			t.Fatalf("the oplog's inserts are of _ids %v: want the newest %d in order", ids, len(ids))
 		}
 	}
-	if !strings.Contains(stderr.String(), "more than its cap of 40") {
-		t.Errorf("the launcher did not say it cut the oplog:\n%s", stderr.String())
+	if !strings.Contains(m.Log(), "more than its cap of 40") {
+		t.Errorf("the launcher did not say it cut the oplog:\n%s", m.Log())
 	}
 
 	cs.Next(ctx)
@@ -138,23 +90,4 @@ func TestOplogCap(t *testing.T) {
 	if !errors.As(cs.Err(), &ce) || ce.Code != 286 {
 		t.Fatalf("a change stream opened before the cut and not read since: %v, want ChangeStreamHistoryLost (286)", cs.Err())
 	}
-}
-
-// lockedBuffer is a bytes.Buffer written by a child process's output copier
-// and read by the test.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -12,7 +12,7 @@ import de.bwaldvogel.mongo.MongoVersion;
  *
  * <p>Usage: {@code java -cp launcher.jar:libs/* io.docshift.testenv.mongo.Launcher
  * [--host 127.0.0.1] [--port 27117] [--wire-version 17] [--max-await-ms 1000] [--worker-threads 128]
- * [--oplog-max-entries 1000000]}
+ * [--oplog-max-entries 1000000] [--replica-set NAME]}
  *
  * <ul>
  *   <li>The oplog is enabled, so collection-level {@code $changeStream} aggregations work;
@@ -24,6 +24,8 @@ import de.bwaldvogel.mongo.MongoVersion;
  *       Only the advertised version changes: the feature set stays mongo-java-server's.</li>
  *   <li>All data lives in memory and is lost when the process exits. The oplog is capped at
  *       {@code --oplog-max-entries} entries (0: never), as MongoDB's is (see {@link TestBackend}).</li>
+ *   <li>With {@code --replica-set NAME} the server says it is the primary of a one-member replica set
+ *       NAME, so that drivers send their read preferences (see {@link TestBackend}).</li>
  * </ul>
  */
 public final class Launcher {
@@ -72,6 +74,7 @@ public final class Launcher {
         long maxAwaitMillis = DEFAULT_MAX_AWAIT_MILLIS;
         int workerThreads = DEFAULT_WORKER_THREADS;
         int oplogMaxEntries = DEFAULT_OPLOG_MAX_ENTRIES;
+        String replicaSet = null;
 
         for (int i = 0; i < args.length; i++) {
             String arg = args[i];
@@ -86,6 +89,7 @@ public final class Launcher {
                 case "--max-await-ms" -> maxAwaitMillis = parseInt(arg, value);
                 case "--worker-threads" -> workerThreads = parseInt(arg, value);
                 case "--oplog-max-entries" -> oplogMaxEntries = parseInt(arg, value);
+                case "--replica-set" -> replicaSet = value;
                 default -> usage("unknown argument " + arg);
             }
         }
@@ -93,7 +97,7 @@ public final class Launcher {
         if (oplogMaxEntries < 0) {
             usage("--oplog-max-entries: " + oplogMaxEntries + ", want 0 (no cap) or more");
         }
-        TestBackend backend = new TestBackend(maxAwaitMillis, oplogMaxEntries);
+        TestBackend backend = new TestBackend(maxAwaitMillis, oplogMaxEntries, replicaSet, host + ":" + port);
         ReportedVersion version = ReportedVersion.forWireVersion(wireVersion);
         backend.version(version);
         backend.enableOplog();
@@ -109,8 +113,9 @@ public final class Launcher {
             stopped.countDown();
         }, "shutdown"));
 
-        System.err.printf("docshift mongo launcher: listening on %s:%d (maxWireVersion %d, version %s, oplog enabled, capped at %s entries)%n",
-            host, port, version.getWireVersion(), version.toVersionString(), oplogMaxEntries == 0 ? "no" : oplogMaxEntries);
+        System.err.printf("docshift mongo launcher: listening on %s:%d (maxWireVersion %d, version %s, oplog enabled, capped at %s entries%s)%n",
+            host, port, version.getWireVersion(), version.toVersionString(), oplogMaxEntries == 0 ? "no" : oplogMaxEntries,
+            replicaSet == null ? "" : ", primary of replica set " + replicaSet);
         stopped.await();
     }
 
@@ -126,7 +131,7 @@ public final class Launcher {
     private static void usage(String problem) {
         System.err.println("docshift mongo launcher: " + problem);
         System.err.println("usage: Launcher [--host HOST] [--port PORT] [--wire-version N] [--max-await-ms MS] [--worker-threads N]"
-            + " [--oplog-max-entries N]");
+            + " [--oplog-max-entries N] [--replica-set NAME]");
         System.exit(2);
     }
 }

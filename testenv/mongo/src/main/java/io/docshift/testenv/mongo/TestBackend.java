@@ -27,7 +27,7 @@ import de.bwaldvogel.mongo.oplog.Oplog;
 import io.netty.channel.Channel;
 
 /**
- * mongo-java-server's in-memory backend with five test-environment additions:
+ * mongo-java-server's in-memory backend with six test-environment additions:
  *
  * <ol>
  *   <li>Change-stream events are post-processed by {@link ChangeStreamOplog} so that update
@@ -49,6 +49,10 @@ import io.netty.channel.Channel;
  *       entries, the oldest are deleted (in the background, as by the command above) until
  *       three quarters of that remain. mongo-java-server keeps every entry forever, in memory,
  *       so a server that outlives many heavy test runs would otherwise run out of heap.</li>
+ *   <li>Given a replica set name, {@code isMaster}/{@code hello} report the server as that set's
+ *       primary (its only member), so that drivers send read preferences with their reads (they
+ *       send none to a standalone) and tests can see them. Nothing else about replication
+ *       changes.</li>
  * </ol>
  */
 final class TestBackend extends MemoryBackend {
@@ -61,6 +65,8 @@ final class TestBackend extends MemoryBackend {
 
     private final long maxAwaitMillis;
     private final int oplogMaxEntries; // 0: no cap
+    private final String replicaSetName; // null: a standalone
+    private final String me; // host:port, as a replica set member names itself
     private final AtomicBoolean capPending = new AtomicBoolean();
     private final ExecutorService capper = Executors.newSingleThreadExecutor(r -> {
         Thread t = new Thread(r, "oplog-cap");
@@ -73,9 +79,11 @@ final class TestBackend extends MemoryBackend {
     private final Object oplogChanged = new Object();
     private long oplogVersion; // guarded by oplogChanged
 
-    TestBackend(long maxAwaitMillis, int oplogMaxEntries) {
+    TestBackend(long maxAwaitMillis, int oplogMaxEntries, String replicaSetName, String me) {
         this.maxAwaitMillis = maxAwaitMillis;
         this.oplogMaxEntries = oplogMaxEntries;
+        this.replicaSetName = replicaSetName;
+        this.me = me;
     }
 
     @Override
@@ -289,6 +297,15 @@ final class TestBackend extends MemoryBackend {
     }
 
     private Document dispatchCommand(Channel channel, String databaseName, String command, Document query) {
+        if (replicaSetName != null && (command.equalsIgnoreCase("isMaster") || command.equalsIgnoreCase("hello"))) {
+            Document response = super.handleCommand(channel, databaseName, command, query);
+            response.put("setName", replicaSetName);
+            response.put("setVersion", 1);
+            response.put("hosts", List.of(me));
+            response.put("me", me);
+            response.put("secondary", false);
+            return response;
+        }
         if (command.equals(OplogHistory.COMMAND)) {
             return truncateOplog(databaseName, query);
         }
