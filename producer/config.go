@@ -7,6 +7,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/docshift/docshift/topic"
 )
 
 // Scopes of change streams.
@@ -24,8 +26,8 @@ const (
 
 // Policies for an event larger than a Kafka record may be.
 const (
-	OversizeFail = "fail"
-	OversizeDLQ  = "dlq"
+	OversizeFail = topic.OversizeFail
+	OversizeDLQ  = topic.OversizeDLQ
 )
 
 // Config holds the producer's own settings.

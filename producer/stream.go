@@ -459,7 +459,8 @@ func (s *stream) records(e *event) ([]*kgo.Record, error) {
 		return nil, nil
 	}
 	for i, r := range out.records {
-		if size := len(r.Key) + len(r.Value); size > topic.MaxRecordBytes-4096 {
+		if topic.Oversized(r.Key, r.Value) {
+			size := len(r.Key) + len(r.Value)
 			if s.p.cfg.Oversize != OversizeDLQ {
 				return nil, fmt.Errorf("%w: %s event on %s is %d bytes (the limit is %d); run with --oversize=dlq to send such events to %s instead",
 					ErrOversize, e.op, e.ns, size, topic.MaxRecordBytes, s.p.topics.DLQ())

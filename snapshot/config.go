@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/docshift/docshift/topic"
 )
 
 // Config holds the snapshot's own settings.
@@ -34,6 +36,9 @@ type Config struct {
 	// records and batches), so at the runtime's default of 100 the
 	// collector runs every few megabytes of records.
 	GCPercent int
+	// Oversize is what becomes of a document whose record would be larger
+	// than a Kafka record may be: topic.OversizeFail or topic.OversizeDLQ.
+	Oversize string
 
 	// joinStagger delays the making of worker i by i times it (tests: a
 	// group that forms over several rebalances).
@@ -70,6 +75,7 @@ func DefaultConfig() Config {
 		TxnTimeout:      time.Minute,
 		Progress:        time.Second,
 		GCPercent:       400,
+		Oversize:        topic.OversizeFail,
 	}
 }
 
@@ -88,6 +94,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.TxnTimeout, "txn-timeout", c.TxnTimeout, "Kafka transaction timeout: the longest one chunk may take")
 	fs.DurationVar(&c.Progress, "progress", c.Progress, "progress report interval")
 	fs.IntVar(&c.GCPercent, "gc-percent", c.GCPercent, "Go GC target while the snapshot runs, as GOGC (0: the runtime's; a GOGC environment variable wins)")
+	fs.StringVar(&c.Oversize, "oversize", c.Oversize, "a document too large for a Kafka record: fail (stop with an error naming it) or dlq (its key and size go to the dead-letter topic, its row is left out)")
 }
 
 // Validate names the first bad field.
@@ -119,6 +126,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gc-percent: %d, want 0 or more", c.GCPercent)
 	case c.Progress <= 0:
 		return fmt.Errorf("progress: %s, want more than 0", c.Progress)
+	case c.Oversize != topic.OversizeFail && c.Oversize != topic.OversizeDLQ:
+		return fmt.Errorf("oversize: %q is not %s or %s", c.Oversize, topic.OversizeFail, topic.OversizeDLQ)
 	}
 	return nil
 }

@@ -15,3 +15,7 @@ var ErrFenced = errors.New("fenced by another snapshot process (one with the sam
 // ErrTxnTimeout marks a chunk whose transaction outlived --txn-timeout: the
 // broker aborted it.
 var ErrTxnTimeout = errors.New("a chunk's transaction outlived its timeout")
+
+// ErrOversize marks a document whose record would be larger than a Kafka
+// record may be (with --oversize=fail).
+var ErrOversize = errors.New("document too large for a Kafka record")

@@ -9,9 +9,10 @@ import (
 // (and `docshift status`) reports the same numbers; the counters count what
 // this process read.
 type metrics struct {
-	documents *prometheus.CounterVec
-	aborted   *prometheus.CounterVec
-	state     *stateCollector
+	documents   *prometheus.CounterVec
+	aborted     *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+	state       *stateCollector
 }
 
 func newMetrics(reg prometheus.Registerer, f *follower) (*metrics, error) {
@@ -24,6 +25,10 @@ func newMetrics(reg prometheus.Registerer, f *follower) (*metrics, error) {
 			Namespace: "docshift", Subsystem: "snapshot", Name: "chunks_aborted_total",
 			Help: "Chunk transactions this process aborted (a rebalance, the broker still completing the previous transaction, or an error); the chunk is read again.",
 		}, []string{"collection"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "docshift", Subsystem: "snapshot", Name: "dead_letters_total",
+			Help: "Documents this process sent to the dead-letter topic instead of their rows, by reason (including chunks whose transaction later aborted).",
+		}, []string{"collection", "reason"}),
 		state: &stateCollector{f: f,
 			chunks: prometheus.NewDesc("docshift_snapshot_chunks", "Chunks of the current run, planned and done (recorded state).",
 				[]string{"collection", "state"}, nil),
@@ -36,7 +41,7 @@ func newMetrics(reg prometheus.Registerer, f *follower) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.documents, m.aborted, m.state} {
+	for _, c := range []prometheus.Collector{m.documents, m.aborted, m.deadLetters, m.state} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -529,6 +530,12 @@ func (w *worker) read(ctx context.Context, t task) (Done, error) {
 			keys = schemas.AppendKey(keys, doc.Tenant, doc.ID)
 			rec := &recs[i]
 			*rec = kgo.Record{Topic: recTopic, Key: keys[kstart:len(keys):len(keys)], Value: values[vstart:len(values):len(values)]}
+			if topic.Oversized(rec.Key, rec.Value) {
+				if rec, err = w.oversized(ns, &doc, len(rec.Key)+len(rec.Value), d.Version); err != nil {
+					return d, fmt.Errorf("chunk %s: %w", id, err)
+				}
+				values = values[:vstart] // the row is left out: its space serves the next
+			}
 			// Produce blocks while the client holds InFlight unacknowledged
 			// records: that bounds the documents in flight.
 			w.sess.Produce(ctx, rec, acked)
@@ -536,6 +543,9 @@ func (w *worker) read(ctx context.Context, t task) (Done, error) {
 			d.Bytes += int64(len(raw))
 		}
 		sp.values, sp.keys = values[:0], keys[:0] // the arenas, grown or not, for a batch after
+		if cap(values) > maxKeptArena {
+			sp.values = nil // grown for a very large document: not kept
+		}
 		sp.release()
 		docs.Add(float64(len(batch.docs)))
 		batch.release()
@@ -561,6 +571,33 @@ func (w *worker) read(ctx context.Context, t task) (Done, error) {
 	return d, nil
 }
 
+// oversized handles a document whose record (of size bytes) would be larger
+// than a Kafka record may be: with --oversize=fail an error that names it;
+// with dlq its dead-letter record (its key, size and the reason; the
+// document itself cannot fit either), which takes its row's place in the
+// chunk's transaction.
+func (w *worker) oversized(ns schemas.Namespace, doc *schemas.Document, size int, version int64) (*kgo.Record, error) {
+	if w.sh.cfg.Oversize != topic.OversizeDLQ {
+		return nil, fmt.Errorf("%w: document %s of %s is %d bytes as a record (the limit is %d); run with --oversize=dlq to send such documents to %s instead",
+			ErrOversize, doc.ID, ns, size, topic.MaxRecordBytes, w.sh.topics.DLQ())
+	}
+	w.sh.log.Warn("a document is too large for a Kafka record; its key and size go to the dead-letter topic, its row is left out",
+		"collection", ns.String(), "document", doc.ID, "bytes", size, "limit", topic.MaxRecordBytes, "topic", w.sh.topics.DLQ())
+	w.sh.metrics.deadLetters.WithLabelValues(ns.String(), "oversize").Inc()
+	return &kgo.Record{Topic: w.sh.topics.DLQ(), Key: []byte(ns.String() + "/" + doc.ID),
+		Headers: []kgo.RecordHeader{
+			{Key: "error", Value: fmt.Appendf(nil, "document of %d bytes as a record exceeds the record limit of %d", size, topic.MaxRecordBytes)},
+			{Key: "source", Value: []byte(ns.String())},
+			{Key: "op", Value: []byte("r")},
+			{Key: "cluster_time", Value: []byte(strconv.FormatInt(version, 10))},
+		}}, nil
+}
+
+// maxKeptArena is the largest values arena a batch's space keeps for the
+// next batch: one grown past it (by a document near the record limit) is
+// left to the collector.
+const maxKeptArena = 64 << 20
+
 // chunkReads reads chunks from the primary, whatever readPreference the
 // MongoDB URI gives: a row's version is the cluster time taken (from the
 // primary) just before its chunk is read, and a secondary that lags behind
@@ -574,6 +611,9 @@ var chunkReads = options.Collection().SetReadPreference(readpref.Primary())
 // Extended JSON, the reason in headers.
 func deadLetter(dlq string, ns schemas.Namespace, raw bson.Raw, doc *schemas.Document) *kgo.Record {
 	value, _ := schemas.ExtJSON(bson.RawValue{Type: bson.TypeEmbeddedDocument, Value: raw}, true)
+	if len(value) >= topic.MaxRecordBytes/2 {
+		value = "" // too large to carry: the key and the headers name the document
+	}
 	var reasons []string
 	for _, c := range doc.Conflicts {
 		reasons = append(reasons, c.String())

@@ -20,6 +20,18 @@ import (
 // document plus its envelope and Kafka's batch overhead.
 const MaxRecordBytes = 20 << 20
 
+// Policies for a document or event whose record would be larger than
+// MaxRecordBytes allows (the snapshot's and the producer's --oversize).
+const (
+	OversizeFail = "fail" // stop with an error that names it
+	OversizeDLQ  = "dlq"  // send its key, size and the reason to the dead-letter topic instead
+)
+
+// Oversized reports whether a record of this key and value is too large to
+// produce: it must leave room in MaxRecordBytes for its batch's overhead and
+// headers.
+func Oversized(key, value []byte) bool { return len(key)+len(value) > MaxRecordBytes-4096 }
+
 // NewClient connects to Kafka and checks that the cluster answers, so a wrong
 // address fails here with an error that names it rather than later in a
 // retry loop.

@@ -31,6 +31,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad seeds", []string{"consume", "--kafka-seeds", "nohostport"}, 2, []string{`kafka-seeds: "nohostport" is not host:port`}},
 		{"bad compression", []string{"snapshot", "--kafka-compression", "brotli"}, 2, []string{`kafka-compression: "brotli", want lz4, zstd, snappy, gzip or none`}},
 		{"bad snapshot flag value", []string{"snapshot", "--gc-percent", "-1"}, 2, []string{"gc-percent: -1", "Usage: docshift snapshot"}},
+		{"bad snapshot oversize", []string{"snapshot", "--oversize", "skip"}, 2, []string{`oversize: "skip" is not fail or dlq`, "Usage: docshift snapshot"}},
 		{"help", []string{"snapshot", "-h"}, 0, []string{"Usage: docshift snapshot", "-mongo-uri"}},
 		{"no mapping", []string{"snapshot"}, 1, []string{"--mapping is required"}},
 		{"bad mapping", []string{"snapshot", "--mapping", mapping}, 1, []string{mapping + ":3: collections.tenant.feld: unknown key"}},

@@ -86,6 +86,7 @@ func runProduce(ctx context.Context, args []string, e *env) error {
 		}
 		cfg := scfg
 		cfg.RestartBefore = schemas.Version(since)
+		cfg.Oversize = pcfg.Oversize // the producer's --oversize covers its snapshot too
 		_, err := snapshot.New(cfg, sub, mc, tcfg, e.log, prometheus.NewRegistry(), io.Discard).Run(ctx)
 		return err
 	}
