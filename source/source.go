@@ -80,25 +80,39 @@ func Connect(ctx context.Context, cfg Config) (*mongo.Client, error) {
 	return cl, nil
 }
 
-// ClusterTime returns the deployment's current cluster time: the $clusterTime
-// (or operationTime) of a command reply on a replica set or sharded cluster. A
-// server that reports neither (a standalone, or a test server) gets the wall
-// clock's second with increment 0, which is not later than any change the
-// server makes afterwards as long as its clock agrees with ours.
+// ClusterTime returns the deployment's current time, for the version of a
+// snapshot chunk's rows and the start of a change stream: the operationTime
+// of a command reply (the primary's last applied write), else its
+// $clusterTime, on a replica set or sharded cluster. operationTime comes
+// first because it is never later: $clusterTime also counts the timestamps
+// of writes still committing, which a read that starts now may not see yet,
+// and a row versioned after such a write would hide that write's change
+// from the sink; an earlier time only has changes applied twice. A server
+// that reports neither (a standalone) gets the wall clock's second with
+// increment 0, which is not later than any change the server makes
+// afterwards as long as its clock agrees with ours.
 func ClusterTime(ctx context.Context, cl *mongo.Client) (bson.Timestamp, error) {
 	before := time.Now()
 	reply, err := cl.Database("admin").RunCommand(ctx, bson.D{{Key: "ping", Value: 1}}).Raw()
 	if err != nil {
 		return bson.Timestamp{}, fmt.Errorf("reading cluster time: %w", err)
 	}
-	for _, path := range [][]string{{"$clusterTime", "clusterTime"}, {"operationTime"}} {
+	if ts, ok := replyTime(reply); ok {
+		return ts, nil
+	}
+	return bson.Timestamp{T: uint32(before.Unix())}, nil
+}
+
+// replyTime is a command reply's operationTime, else its $clusterTime.
+func replyTime(reply bson.Raw) (bson.Timestamp, bool) {
+	for _, path := range [][]string{{"operationTime"}, {"$clusterTime", "clusterTime"}} {
 		if v, err := reply.LookupErr(path...); err == nil {
 			if t, i, ok := v.TimestampOK(); ok {
-				return bson.Timestamp{T: t, I: i}, nil
+				return bson.Timestamp{T: t, I: i}, true
 			}
 		}
 	}
-	return bson.Timestamp{T: uint32(before.Unix())}, nil
+	return bson.Timestamp{}, false
 }
 
 // ClusterTimeAfter returns a cluster time no earlier than the moment after:
