@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -160,7 +159,7 @@ func TestGivenBackTasksAreRead(t *testing.T) {
 	r := newOrdersRig(t, n)
 	cfg := r.config(4)
 	cfg.revokedAtStart = true
-	var logs syncBuffer
+	var logs services.SyncBuffer
 	reg := prometheus.NewRegistry()
 	log := debugLog(&logs)
 	if _, err := New(cfg, r.mapping, r.mongo, r.topics, log, reg, nil).Run(r.ctx); err != nil {
@@ -174,24 +173,6 @@ func TestGivenBackTasksAreRead(t *testing.T) {
 		t.Errorf("read %v documents of %d, aborted %v chunk transactions; want every chunk read once", read, n, aborted)
 	}
 	r.checkComplete(t, 0)
-}
-
-// syncBuffer is a bytes.Buffer safe for the log's concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // documentsDone sums the documents recorded done in the current run.
@@ -352,7 +333,7 @@ func TestRestartReadsNoTaskOfTheOldRun(t *testing.T) {
 
 	cfg.Restart = true
 	reg = prometheus.NewRegistry()
-	var log syncBuffer
+	var log services.SyncBuffer
 	if _, err := New(cfg, r.mapping, r.mongo, r.topics, debugLog(&log), reg, nil).Run(r.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +464,7 @@ func TestSkipsCommitAtMostMaxSkipsEach(t *testing.T) {
 	r := newOrdersRig(t, n)
 	cfg := r.planUnread(t, 1)
 	cfg.Workers, cfg.ChunkDocs, cfg.Restart = 1, n, true
-	var logs syncBuffer
+	var logs services.SyncBuffer
 	reg := prometheus.NewRegistry()
 	if _, err := New(cfg, r.mapping, r.mongo, r.topics, debugLog(&logs), reg, nil).Run(r.ctx); err != nil {
 		t.Fatal(err)
@@ -523,7 +504,7 @@ func TestGivenBackSkippedTasksComeAgain(t *testing.T) {
 	cfg := r.planUnread(t, n/old)
 	cfg.Workers, cfg.ChunkDocs, cfg.Restart = 1, n/2, true
 	cfg.revokedAfterSkips = 10
-	var logs syncBuffer
+	var logs services.SyncBuffer
 	reg := prometheus.NewRegistry()
 	if _, err := New(cfg, r.mapping, r.mongo, r.topics, debugLog(&logs), reg, nil).Run(r.ctx); err != nil {
 		t.Fatal(err)
@@ -597,7 +578,7 @@ func TestPlannerAbortsTheTransactionOfAWorkerGoneForGood(t *testing.T) {
 		joined = len(dg[r.topics.SnapshotGroup()].Members) == 1
 	}
 
-	var logs syncBuffer
+	var logs services.SyncBuffer
 	ctx, cancel := context.WithTimeout(r.ctx, 60*time.Second)
 	defer cancel()
 	done := make(chan error, 1)

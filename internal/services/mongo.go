@@ -23,7 +23,7 @@ import (
 type PrivateMongo struct {
 	URI    string // mongodb://127.0.0.1:<port>/?directConnection=true
 	Client *mongo.Client
-	log    lockedBuffer
+	log    SyncBuffer
 }
 
 // Log returns what the server has written to its standard error so far.
@@ -75,20 +75,20 @@ func StartMongo(t testing.TB, flags ...string) *PrivateMongo {
 	return m
 }
 
-// lockedBuffer is a bytes.Buffer written by a child process's output copier
-// and read by the test.
-type lockedBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writers (a child
+// process's output copier, a log's goroutines) and the test reading it.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
