@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -262,21 +261,5 @@ func (p *Producer) schemaFor(ctx context.Context, c *schemas.Collection) (*schem
 // cluster time and the reason in headers, the document (if any) as value.
 func (p *Producer) deadLetter(e *event, reason string, doc bson.Raw) *kgo.Record {
 	id, _ := schemas.CanonicalID(e.id)
-	var value []byte
-	if doc != nil {
-		if s, err := schemas.ExtJSON(bson.RawValue{Type: bson.TypeEmbeddedDocument, Value: doc}, true); err == nil && len(s) < topic.MaxRecordBytes/2 {
-			value = []byte(s)
-		}
-	}
-	return &kgo.Record{
-		Topic: p.topics.DLQ(),
-		Key:   []byte(e.ns.String() + "/" + id),
-		Value: value,
-		Headers: []kgo.RecordHeader{
-			{Key: "error", Value: []byte(reason)},
-			{Key: "source", Value: []byte(e.ns.String())},
-			{Key: "op", Value: []byte(e.op)},
-			{Key: "cluster_time", Value: []byte(strconv.FormatInt(schemas.Version(e.clusterTime), 10))},
-		},
-	}
+	return schemas.DeadLetter(p.topics.DLQ(), e.ns, id, e.op, schemas.Version(e.clusterTime), reason, doc)
 }

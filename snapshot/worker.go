@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -584,13 +583,8 @@ func (w *worker) oversized(ns schemas.Namespace, doc *schemas.Document, size int
 	w.sh.log.Warn("a document is too large for a Kafka record; its key and size go to the dead-letter topic, its row is left out",
 		"collection", ns.String(), "document", doc.ID, "bytes", size, "limit", topic.MaxRecordBytes, "topic", w.sh.topics.DLQ())
 	w.sh.metrics.deadLetters.WithLabelValues(ns.String(), "oversize").Inc()
-	return &kgo.Record{Topic: w.sh.topics.DLQ(), Key: []byte(ns.String() + "/" + doc.ID),
-		Headers: []kgo.RecordHeader{
-			{Key: "error", Value: fmt.Appendf(nil, "document of %d bytes as a record exceeds the record limit of %d", size, topic.MaxRecordBytes)},
-			{Key: "source", Value: []byte(ns.String())},
-			{Key: "op", Value: []byte("r")},
-			{Key: "cluster_time", Value: []byte(strconv.FormatInt(version, 10))},
-		}}, nil
+	reason := fmt.Sprintf("document of %d bytes as a record exceeds the record limit of %d", size, topic.MaxRecordBytes)
+	return schemas.DeadLetter(w.sh.topics.DLQ(), ns, doc.ID, "r", version, reason, nil), nil
 }
 
 // maxKeptArena is the largest values arena a batch's space keeps for the
@@ -610,20 +604,11 @@ var chunkReads = options.Collection().SetReadPreference(readpref.Primary())
 // all fit their columns (with on_conflict: dlq): the document as canonical
 // Extended JSON, the reason in headers.
 func deadLetter(dlq string, ns schemas.Namespace, raw bson.Raw, doc *schemas.Document) *kgo.Record {
-	value, _ := schemas.ExtJSON(bson.RawValue{Type: bson.TypeEmbeddedDocument, Value: raw}, true)
-	if len(value) >= topic.MaxRecordBytes/2 {
-		value = "" // too large to carry: the key and the headers name the document
-	}
 	var reasons []string
 	for _, c := range doc.Conflicts {
 		reasons = append(reasons, c.String())
 	}
-	return &kgo.Record{Topic: dlq, Key: []byte(ns.String() + "/" + doc.ID), Value: []byte(value),
-		Headers: []kgo.RecordHeader{
-			{Key: "error", Value: []byte("values do not fit their columns: " + strings.Join(reasons, "; "))},
-			{Key: "source", Value: []byte(ns.String())},
-			{Key: "op", Value: []byte("r")},
-		}}
+	return schemas.DeadLetter(dlq, ns, doc.ID, "r", 0, "values do not fit their columns: "+strings.Join(reasons, "; "), raw)
 }
 
 // docBatch is one batch of a chunk's documents, copied out of the cursor
