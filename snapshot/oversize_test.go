@@ -31,7 +31,6 @@ func TestOversizeDocument(t *testing.T) {
 		bson.D{{Key: "_id", Value: bigID}, {Key: "tenant_id", Value: "tenant-1"}, {Key: "n", Value: int64(1)}, {Key: "big", Value: big}}); err != nil {
 		t.Fatal(err)
 	}
-	big = nil
 
 	cfg := r.config(2)
 	_, err := New(cfg, r.mapping, r.mongo, r.topics, quietTestLog(), nil, nil).Run(r.ctx)
